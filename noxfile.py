@@ -1,0 +1,121 @@
+"""Every development task of scratchlm. `nox -l` lists sessions; `nox -t ci` is what CI runs.
+
+On the reference machine torch comes from a local CPU wheel: every session that
+installs torch pins ``torch==$SCRATCHLM_TORCH`` (default 2.13.0) under Python
+``$SCRATCHLM_PYTHON`` (default 3.11), so no session pulls a CUDA build. The
+``matrix`` session is for users with a network.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.default_venv_backend = "virtualenv"
+nox.options.error_on_missing_interpreters = True
+
+PACKAGES = [
+    "llm-core",
+    "llm-data",
+    "llm-attention",
+    "llm-model",
+    "llm-train",
+    "llm-finetune",
+    "llm-eval",
+]
+PYTHON = os.environ.get("SCRATCHLM_PYTHON", "3.11")
+TORCH = os.environ.get("SCRATCHLM_TORCH", "2.13.0")
+#: Oldest torch the packages support (their `torch>=` lower bound) and the matrix tests.
+TORCH_OLDEST = "2.5.1"
+MATRIX_PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+MATRIX_TORCH = [TORCH_OLDEST, "2.13.0", "newest"]
+#: Extra things a package's own tests need besides its `[test]` extra.
+TEST_FIXTURES = {
+    "llm-core": [
+        "packages/llm-core/tests/fixtures/example-plugin",
+        "packages/llm-core/tests/fixtures/broken-plugin",
+    ],
+}
+ALL_PACKAGES = [f"packages/{p}[test]" for p in PACKAGES]
+
+
+def install_torch(session: nox.Session, version: str = TORCH) -> None:
+    """Install torch first, pinned, so no later requirement can pull another build."""
+    if version == "newest":
+        session.install("--upgrade", "torch")
+    else:
+        session.install(f"torch=={version}")
+
+
+def install_all(session: nox.Session, torch: str = TORCH) -> None:
+    install_torch(session, torch)
+    session.install(*ALL_PACKAGES, *TEST_FIXTURES["llm-core"])
+
+
+@nox.session(python=PYTHON, tags=["ci"])
+@nox.parametrize("package", PACKAGES)
+def tests(session: nox.Session, package: str) -> None:
+    """Install ONE package (with its test extra) and run its tests: it works alone."""
+    if package != "llm-core":
+        install_torch(session)
+    session.install(f"packages/{package}[test]", *TEST_FIXTURES.get(package, []))
+    session.run("pytest", f"packages/{package}/tests", *session.posargs)
+
+
+@nox.session(python=PYTHON, tags=["ci"])
+def integration(session: nox.Session) -> None:
+    """All packages together: the cross-package tests in tests/."""
+    install_all(session)
+    session.run("pytest", "tests", *session.posargs)
+
+
+@nox.session(python=MATRIX_PYTHONS)
+@nox.parametrize("torch", MATRIX_TORCH)
+def matrix(session: nox.Session, torch: str) -> None:
+    """Every package's tests on Python 3.10-3.13 x torch (oldest, 2.13.0, newest). Needs a network."""
+    if session.python == "3.13" and torch == TORCH_OLDEST:
+        session.skip("torch 2.5 has no Python 3.13 wheels")
+    install_all(session, torch)
+    session.run("pytest", *[f"packages/{p}/tests" for p in PACKAGES], "tests", *session.posargs)
+
+
+@nox.session(python=PYTHON, tags=["ci"])
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check over the whole repository."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON, tags=["ci"])
+def typecheck(session: nox.Session) -> None:
+    """mypy: strict for llm-core, the project defaults for the others."""
+    install_all(session)
+    session.install("mypy>=1.10")
+    session.run("mypy", "--strict", "packages/llm-core/src/llm_core")
+    others = [f"packages/{p}/src" for p in PACKAGES if p != "llm-core"]
+    session.run("mypy", *others)
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """Install everything and run `scratchlm demo` (pass options after --)."""
+    install_torch(session)
+    session.install(*[f"packages/{p}" for p in PACKAGES])
+    session.run("scratchlm", "demo", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with mkdocs --strict."""
+    session.install("mkdocs>=1.5")
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Side-by-side benchmarks against Hugging Face transformers (`-- --quick` for 5 minutes)."""
+    install_all(session)
+    session.install("transformers")
+    session.run("python", "benchmarks/run.py", *session.posargs)

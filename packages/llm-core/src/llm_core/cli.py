@@ -1,0 +1,93 @@
+"""The ``scratchlm`` command line: a typer app that plugins extend.
+
+Every package adds its commands through the ``register_commands`` hook.
+Expected errors (:class:`~llm_core.errors.ScratchLMError`) print one red line
+on stderr and exit with status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+
+from llm_core.errors import ScratchLMError
+from llm_core.manager import get_manager
+
+__all__ = ["EXIT_ERROR", "build_app", "main"]
+
+EXIT_ERROR = 2
+_state: dict[str, bool] = {"debug": False}
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from llm_core import __version__
+
+        typer.echo(f"scratchlm (llm-core) {__version__}")
+        raise typer.Exit()
+
+
+def build_app() -> typer.Typer:
+    """Create the root typer app and let every loaded plugin add its commands."""
+    app = typer.Typer(
+        name="scratchlm",
+        help="scratchlm: build, train, finetune and evaluate GPT-style language models from scratch.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+
+    @app.callback()
+    def root(
+        version: bool = typer.Option(
+            False,
+            "--version",
+            callback=_version_callback,
+            is_eager=True,
+            help="Print the scratchlm version and exit.",
+        ),
+        debug: bool = typer.Option(
+            False, "--debug", help="Show full tracebacks instead of one-line error messages."
+        ),
+    ) -> None:
+        """scratchlm command line. Run `scratchlm COMMAND --help` for each command."""
+        _state["debug"] = debug
+
+    get_manager().add_commands(app)
+    return app
+
+
+def _warn_plugin_problems(argv: list[str]) -> None:
+    if argv[:1] == ["plugins"]:
+        return  # the plugins command shows them in full
+    for problem in get_manager().problems:
+        typer.secho(f"warning: {problem} (see `scratchlm plugins`)", err=True, fg="yellow")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    _state["debug"] = "--debug" in args
+    try:
+        app = build_app()
+        _warn_plugin_problems(args)
+        app(args=args, prog_name="scratchlm")  # standalone: usage errors print and exit 2
+    except SystemExit as exc:
+        code: Any = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except ScratchLMError as exc:
+        if _state["debug"]:
+            raise
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        typer.secho("interrupted", err=True, fg="red")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Configuration files: read JSON/TOML, build validated dataclasses, write atomically.
+
+Every failure is a :class:`~llm_core.errors.ConfigError` naming the file and
+the key, never another exception.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from llm_core.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = [
+    "config_from_dict",
+    "config_to_dict",
+    "load_config_file",
+    "parse_override",
+    "write_bytes_atomic",
+    "write_json_atomic",
+]
+
+T = TypeVar("T")
+
+
+def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a ``.json`` or ``.toml`` file whose top level is a table/object."""
+    path = Path(path)
+    if path.suffix not in {".json", ".toml"}:
+        raise ConfigError(f"{path}: expected a .json or .toml file, got '{path.suffix or 'no suffix'}'")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise ConfigError(f"{path}: invalid {path.suffix[1:].upper()}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a table/object at the top level, got {type(data).__name__}")
+    return data
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; allow int -> float; return the value."""
+    if tp is Any:
+        return value
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        errors = []
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if origin is typing.Literal:
+        choices = typing.get_args(tp)
+        if value in choices and type(value) in {type(c) for c in choices}:
+            return value
+        raise ConfigError(f"{where}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{where}: expected null, got {value!r}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        item = args[0] if args else Any
+        items = [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table/object, got {value!r}")
+        return dict(value)
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp in (bool, str):
+        if isinstance(value, tp):
+            return value
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a table/object, got {value!r}")
+        return config_from_dict(tp, value, source=where)
+    return value
+
+
+def config_from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "config") -> T:
+    """Build the dataclass ``cls`` from ``data``, checking keys and value types.
+
+    Unknown keys and type mismatches raise :class:`ConfigError` listing what
+    is valid; errors raised by the dataclass's own ``__post_init__``
+    validation pass through (they must be ``ConfigError`` too).
+    """
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a table/object, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        listed = ", ".join(map(repr, unknown))
+        raise ConfigError(f"{source}: unknown key(s) {listed}; valid keys: {', '.join(sorted(fields))}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {
+        name: _coerce(value, hints.get(name, Any), f"{source}: '{name}'") for name, value in data.items()
+    }
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:  # the dataclass's own validation
+        raise ConfigError(f"{source}: {exc}") from None
+    except TypeError as exc:  # a missing required field
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-serialisable dict of a (nested) config dataclass."""
+    return dataclasses.asdict(config)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse a ``key=value`` CLI override; the value is read as JSON, else as a string."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}': expected KEY=VALUE, for example lr=3e-4")
+    key, _, raw = text.partition("=")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` through a fsynced temp file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
+    """Write ``data`` as indented UTF-8 JSON atomically."""
+    write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))

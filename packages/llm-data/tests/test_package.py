@@ -1,0 +1,12 @@
+"""llm-data installs alone and registers its built-in plugin."""
+
+from __future__ import annotations
+
+from llm_core import PluginManager
+
+
+def test_builtin_plugin_is_registered() -> None:
+    info = {i.name: i for i in PluginManager(env="").plugins()}
+    assert info["llm_data"].builtin
+    assert info["llm_data"].distribution == "llm-data"
+    assert info["llm_data"].errors == []

@@ -1,0 +1,12 @@
+"""llm-finetune installs alone and registers its built-in plugin."""
+
+from __future__ import annotations
+
+from llm_core import PluginManager
+
+
+def test_builtin_plugin_is_registered() -> None:
+    info = {i.name: i for i in PluginManager(env="").plugins()}
+    assert info["llm_finetune"].builtin
+    assert info["llm_finetune"].distribution == "llm-finetune"
+    assert info["llm_finetune"].errors == []
