@@ -1,5 +1,25 @@
-"""llm-attention's built-in plugin: what this package registers through the scratchlm hooks."""
+"""llm-attention's built-in plugin: the ``naive`` and ``sdpa`` attention backends."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from llm_core import hookimpl
+from llm_core.hookspecs import Register
+
+from llm_attention.backends import naive_attention, sdpa_attention
+
+__all__ = ["register_attention"]
+
+
+@hookimpl
+def register_attention(register: Register) -> None:
+    """Register the reference backend ``naive`` and the fused backend ``sdpa``."""
+    register(
+        "naive",
+        naive_attention,
+        description="explicit scores, mask, softmax and dropout: the readable reference",
+    )
+    register(
+        "sdpa",
+        sdpa_attention,
+        description="torch.nn.functional.scaled_dot_product_attention (fused kernels)",
+    )
