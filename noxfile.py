@@ -54,7 +54,7 @@ def install_all(session: nox.Session, torch: str = TORCH) -> None:
 
 
 @nox.session(python=PYTHON, tags=["ci"])
-@nox.parametrize("package", PACKAGES)
+@nox.parametrize("package", PACKAGES, ids=PACKAGES)
 def tests(session: nox.Session, package: str) -> None:
     """Install ONE package (with its test extra) and run its tests: it works alone."""
     if package != "llm-core":
@@ -71,7 +71,7 @@ def integration(session: nox.Session) -> None:
 
 
 @nox.session(python=MATRIX_PYTHONS)
-@nox.parametrize("torch", MATRIX_TORCH)
+@nox.parametrize("torch", MATRIX_TORCH, ids=MATRIX_TORCH)
 def matrix(session: nox.Session, torch: str) -> None:
     """Every package's tests on Python 3.10-3.13 x torch (oldest, 2.13.0, newest). Needs a network."""
     if session.python == "3.13" and torch == TORCH_OLDEST:
@@ -102,7 +102,7 @@ def typecheck(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """Install everything and run `scratchlm demo` (pass options after --)."""
     install_torch(session)
-    session.install(*[f"packages/{p}" for p in PACKAGES])
+    session.install(*[f"packages/{p}" for p in PACKAGES], "packages/llm-data[gpt2-offline]", "packages/llm-train[plots]")
     session.run("scratchlm", "demo", *session.posargs)
 
 
