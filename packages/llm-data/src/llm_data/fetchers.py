@@ -1,0 +1,120 @@
+"""Remote files with a pinned sha256, cached under ``$SCRATCHLM_CACHE`` (default ``~/.cache/scratchlm``).
+
+:func:`fetch` downloads once into the cache through a temporary file (atomic rename),
+checks the size announced by the server and the sha256, and never leaves a bad file
+in the cache. Pass a local path (``root=`` on the datasets) to skip the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import io
+import os
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from llm_core.errors import DataError
+
+__all__ = ["SOURCES", "Source", "cache_dir", "fetch", "local_or_fetch"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """A remote file: where it is, its sha256, and (for a zip) the member holding the data."""
+
+    filename: str
+    url: str
+    sha256: str
+    member: str | None = None  # the file inside a zip archive; ``sha256`` is the member's
+
+
+SOURCES: dict[str, Source] = {
+    "the-verdict": Source(
+        "the-verdict.txt",
+        "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch02/01_main-chapter-code/the-verdict.txt",
+        "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f",
+    ),
+    "sms-spam": Source(
+        "SMSSpamCollection",
+        "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip",
+        "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d",
+        member="SMSSpamCollection",
+    ),
+    "instructions": Source(
+        "instruction-data.json",
+        "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/01_main-chapter-code/instruction-data.json",
+        "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944",
+    ),
+}
+
+
+def cache_dir() -> Path:
+    """``$SCRATCHLM_CACHE``, or ``~/.cache/scratchlm``."""
+    value = os.environ.get("SCRATCHLM_CACHE")
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "scratchlm"
+
+
+def _download(url: str, timeout: float) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            expected = response.headers.get("Content-Length")
+            data = response.read()
+    except http.client.IncompleteRead as exc:
+        raise DataError(f"{url}: download interrupted after {len(exc.partial)} bytes; try again") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        raise DataError(
+            f"{url}: download failed ({exc}); check the network, or pass a local copy (root=...)"
+        ) from None
+    if expected is not None and expected.isdigit() and len(data) != int(expected):
+        raise DataError(f"{url}: download interrupted: got {len(data)} of {expected} bytes; try again")
+    return data
+
+
+def fetch(source: Source, *, directory: str | os.PathLike[str] | None = None, timeout: float = 60.0) -> Path:
+    """The cached local copy of ``source``, downloading and verifying it when needed."""
+    directory = Path(directory) if directory is not None else cache_dir() / "data"
+    target = directory / source.filename
+    if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == source.sha256:
+        return target
+    data = _download(source.url, timeout)
+    if source.member is not None:
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                data = archive.read(source.member)
+        except (zipfile.BadZipFile, KeyError) as exc:
+            raise DataError(f"{source.url}: expected a zip archive holding {source.member} ({exc})") from None
+    found = hashlib.sha256(data).hexdigest()
+    if found != source.sha256:
+        raise DataError(
+            f"{source.url}: sha256 {found} does not match the expected {source.sha256}; the file changed "
+            "or the download is corrupt; try again, or pass a verified local copy (root=...)"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{source.filename}.", suffix=".part", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def local_or_fetch(name: str, root: str | os.PathLike[str] | None) -> Path:
+    """``root/<filename>`` of the source ``name`` when ``root`` is given (no network), else :func:`fetch`."""
+    source = SOURCES[name]
+    if root is None:
+        return fetch(source)
+    root = Path(root)
+    path = root if root.is_file() else root / source.filename
+    if not path.is_file():
+        raise DataError(f"{path}: not found; expected the {name} file {source.filename} in {root}")
+    return path

@@ -1,0 +1,136 @@
+"""Tokenizer objects and :func:`get_tokenizer`, the one way to get a tokenizer by name.
+
+Every tokenizer returned here has ``encode(text) -> list[int]`` (``<|endoftext|>`` allowed,
+an ``allowed_special=`` keyword tolerated), ``decode(ids) -> str``, ``n_vocab: int`` and
+``eot_token: int | None``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from llm_core.errors import DataError
+
+__all__ = ["GPT2Tokenizer", "TiktokenTokenizer", "Tokenizer", "get_tokenizer", "token_ids_list"]
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """What the rest of scratchlm expects from a tokenizer."""
+
+    n_vocab: int
+    eot_token: int | None
+
+    def encode(self, text: str, **kwargs: Any) -> list[int]: ...
+
+    def decode(self, ids: Iterable[int]) -> str: ...
+
+
+def token_ids_list(ids: Any) -> list[int]:
+    """``ids`` (a list, numpy array or torch tensor of integers) as a flat list of Python ints."""
+    if hasattr(ids, "tolist"):
+        ids = ids.tolist()
+    out = list(ids)
+    if out and isinstance(out[0], list):
+        raise DataError(f"expected a flat sequence of token ids, got a nested sequence ({len(out)} rows)")
+    return [int(i) for i in out]
+
+
+class TiktokenTokenizer:
+    """A ``tiktoken.Encoding`` behind the scratchlm tokenizer interface.
+
+    Special tokens are allowed by default (``<|endoftext|>`` in the text becomes its id);
+    pass ``allowed_special=set()`` to encode them as plain text.
+    """
+
+    def __init__(self, encoding: Any, name: str | None = None) -> None:
+        self.encoding = encoding
+        self.name = name or encoding.name
+        self.n_vocab: int = encoding.n_vocab
+        try:
+            self.eot_token: int | None = encoding.encode_single_token("<|endoftext|>")
+        except KeyError:
+            self.eot_token = None
+
+    def encode(self, text: str, *, allowed_special: Any = "all", **_: Any) -> list[int]:
+        """Token ids of ``text``."""
+        return self.encoding.encode(text, allowed_special=allowed_special, disallowed_special=())
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of several texts (threads inside tiktoken)."""
+        return self.encoding.encode_batch(texts, allowed_special="all", disallowed_special=())
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of token ids; an id outside ``0..n_vocab-1`` raises :class:`DataError`."""
+        ids = token_ids_list(ids)
+        bad = [i for i in ids if not 0 <= i < self.n_vocab]
+        if bad:
+            raise DataError(
+                f"token id {bad[0]} is outside this tokenizer's vocabulary 0..{self.n_vocab - 1} "
+                f"({self.name}); check the ids or the --tokenizer"
+            )
+        return self.encoding.decode(ids)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, n_vocab={self.n_vocab})"
+
+
+class GPT2Tokenizer(TiktokenTokenizer):
+    """GPT-2 BPE (tiktoken's ``gpt2`` encoding; offline files when installed)."""
+
+    def __init__(self) -> None:
+        from llm_data.gpt2 import gpt2_encoding
+
+        super().__init__(gpt2_encoding(), name="gpt2")
+
+
+class _Adapter:
+    """Give a third-party tokenizer the missing parts of the interface (``eot_token``, kwargs)."""
+
+    def __init__(self, inner: Any, name: str) -> None:
+        self.inner = inner
+        self.name = name
+        self.n_vocab = int(inner.n_vocab)
+        self.eot_token = getattr(inner, "eot_token", None)
+
+    def encode(self, text: str, **_: Any) -> list[int]:
+        return list(self.inner.encode(text))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.inner.decode(token_ids_list(ids))
+
+
+def get_tokenizer(name: str | os.PathLike[str] = "gpt2") -> Tokenizer:
+    """The tokenizer registered as ``name`` (``gpt2``, ``bpe``, ``simple`` or a plugin's).
+
+    ``name`` may also be the path of a BPE tokenizer saved with :meth:`BPETokenizer.save`
+    (a ``.json`` file). An unknown name raises the registry's :class:`~llm_core.errors.PluginError`
+    listing the registered names.
+    """
+    if not isinstance(name, str) or name.endswith(".json"):
+        path = Path(name)
+        if path.suffix == ".json":
+            from llm_data.bpe import BPETokenizer
+
+            return BPETokenizer.load(path)
+        name = str(name)
+    from llm_core import get_registry
+
+    tokenizer = get_registry("tokenizers")[name].obj()
+    if all(hasattr(tokenizer, a) for a in ("encode", "decode", "n_vocab", "eot_token")):
+        return tokenizer
+    return _Adapter(tokenizer, name)
+
+
+def resolve_tokenizer(tokenizer: Any) -> Any:
+    """A tokenizer object from a name, a path or an object (returned as is)."""
+    if isinstance(tokenizer, (str, os.PathLike)):
+        return get_tokenizer(tokenizer)
+    if not all(hasattr(tokenizer, a) for a in ("encode", "decode")):
+        raise DataError(
+            f"expected a tokenizer name or an object with encode/decode, got {type(tokenizer).__name__}"
+        )
+    return tokenizer
