@@ -1,0 +1,168 @@
+"""The ``scratchlm`` commands of llm-model: ``model-info``, ``generate``, ``import-hf``, ``export-hf``.
+
+torch is imported inside each command so ``scratchlm --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+__all__ = ["export_hf_command", "generate_command", "import_hf_command", "model_info_command"]
+
+DEFAULT_TOKENIZER = "gpt2"
+
+
+def model_info_command(
+    arch: Annotated[str, typer.Option("--arch", help="Registered architecture name.")] = "gpt2",
+    preset: Annotated[
+        Optional[str],
+        typer.Option("--preset", help="Preset name, e.g. gpt2-124m (default: config defaults)."),
+    ] = None,
+    overrides: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--set", help="Override a hyperparameter, KEY=VALUE (repeatable), e.g. --set qkv_bias=true."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+) -> None:
+    """Show parameter counts and fp32 size of an architecture preset (built without allocating weights)."""
+    import torch
+    from llm_core.config_io import config_to_dict, parse_override
+
+    from llm_model.gpt import build_model, model_info
+
+    values = dict(parse_override(text) for text in overrides or [])
+    with torch.device("meta"):  # shapes only: even gpt2-1558m costs no memory
+        model = build_model(arch, preset, **values)
+    info = {"preset": preset, **model_info(model), "config": config_to_dict(model.config)}
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    typer.echo(f"architecture: {info['architecture']}" + (f" (preset {preset})" if preset else ""))
+    typer.echo(f"parameters: {info['parameters']:,}")
+    typer.echo(f"parameters without the output head (head tied): {info['parameters_without_head']:,}")
+    typer.echo(f"size (fp32): {info['size_mb_fp32']:.2f} MB")
+
+
+def _tokenizer(name: str) -> Any:
+    from llm_core import get_registry
+
+    return get_registry("tokenizers")[name].obj()
+
+
+def generate_command(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Checkpoint directory (config.json + model.safetensors).")
+    ],
+    prompt: Annotated[str, typer.Argument(help="The text to continue.")],
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Tokens to generate at most.")] = 50,
+    temperature: Annotated[
+        float, typer.Option("--temperature", help="0 = greedy; higher = more random.")
+    ] = 0.0,
+    top_k: Annotated[
+        Optional[int], typer.Option("--top-k", help="Sample among the k most likely tokens.")
+    ] = None,
+    top_p: Annotated[
+        Optional[float], typer.Option("--top-p", help="Nucleus sampling: smallest set with probability p.")
+    ] = None,
+    seed: Annotated[
+        Optional[int], typer.Option("--seed", help="Random seed for reproducible sampling.")
+    ] = None,
+    stop: Annotated[
+        Optional[list[str]], typer.Option("--stop", help="Stop when this text appears (repeatable).")
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Recompute the whole window every step.")
+    ] = False,
+    stream: Annotated[bool, typer.Option("--stream", help="Print tokens as they are generated.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object (no streaming).")] = False,
+    tokenizer: Annotated[
+        Optional[str],
+        typer.Option("--tokenizer", help="Registered tokenizer (default: the checkpoint's, else gpt2)."),
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="Device to run on, e.g. cpu or cuda.")] = "cpu",
+) -> None:
+    """Continue PROMPT with the model in CHECKPOINT."""
+    from llm_model.checkpoint import load_pretrained, read_checkpoint_config
+    from llm_model.generation import _default_eos, generate_text, stream_tokens
+
+    model = load_pretrained(checkpoint, map_location=device)
+    name = tokenizer or read_checkpoint_config(checkpoint).get("tokenizer") or DEFAULT_TOKENIZER
+    tok = _tokenizer(name)
+    options: dict[str, Any] = {
+        "temperature": temperature,
+        "top_k": top_k,
+        "top_p": top_p,
+        "seed": seed,
+        "use_cache": not no_cache,
+        "stop_strings": stop or None,
+    }
+    if stream and not as_json:
+        typer.echo(prompt, nl=False)
+        ids: list[int] = []
+        shown = ""
+        eos = _default_eos(tok)
+        for token in stream_tokens(
+            model, tok.encode(prompt), max_new_tokens, eos_id=eos, tokenizer=tok, **options
+        ):
+            if eos is not None and int(token[0]) == eos:
+                break
+            ids.append(int(token[0]))
+            text = tok.decode(ids)
+            for s in stop or []:
+                if s in text:
+                    text = text[: text.index(s)]
+            if text.endswith("\ufffd"):
+                continue  # an incomplete UTF-8 character: wait for the next token
+            typer.echo(text[len(shown) :], nl=False)
+            shown = text
+        typer.echo()
+        return
+    completion = generate_text(model, tok, prompt, max_new_tokens, **options)
+    if as_json:
+        record = {
+            "checkpoint": str(checkpoint),
+            "tokenizer": name,
+            "prompt": prompt,
+            "completion": completion,
+        }
+        typer.echo(json.dumps(record, indent=2))
+    else:
+        typer.echo(prompt + str(completion))
+
+
+def import_hf_command(
+    src: Annotated[
+        str,
+        typer.Argument(help="Local Hugging Face GPT-2 directory, or a hub repo id (needs the [hub] extra)."),
+    ],
+    out: Annotated[Path, typer.Argument(help="Checkpoint directory to write.")],
+    tokenizer: Annotated[
+        str, typer.Option("--tokenizer", help="Tokenizer name to record.")
+    ] = DEFAULT_TOKENIZER,
+) -> None:
+    """Import GPT-2 weights in the Hugging Face layout as a scratchlm checkpoint."""
+    from llm_model.checkpoint import save_pretrained
+    from llm_model.gpt import model_info
+    from llm_model.hf import import_hf
+
+    model = import_hf(src)
+    save_pretrained(model, out, tokenizer=tokenizer)
+    typer.echo(f"imported {model_info(model)['parameters']:,} parameters from {src} into {out}")
+
+
+def export_hf_command(
+    checkpoint: Annotated[Path, typer.Argument(help="scratchlm checkpoint directory.")],
+    out: Annotated[Path, typer.Argument(help="Directory for the Hugging Face files.")],
+) -> None:
+    """Export a GPT-2 checkpoint in the Hugging Face layout (loadable by transformers)."""
+    from llm_model.checkpoint import load_pretrained
+    from llm_model.hf import export_hf
+
+    export_hf(load_pretrained(checkpoint), out)
+    typer.echo(f"exported {checkpoint} to {out} (Hugging Face GPT-2 layout)")

@@ -1,0 +1,185 @@
+"""The GPT model of chapter 4 and the functions that build and describe models."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from llm_attention import KVCache
+from llm_core.config_io import config_from_dict
+from llm_core.errors import ConfigError
+from torch import nn
+
+from llm_model.blocks import LayerNorm, TransformerBlock
+from llm_model.config import GPTConfig
+
+__all__ = ["GPTModel", "build_model", "count_parameters", "model_info"]
+
+FP32_BYTES = 4
+MB = 1024**2
+
+
+class GPTModel(nn.Module):
+    """GPT-2: token + position embeddings, ``n_layers`` transformer blocks, final norm, output head.
+
+    ``forward(idx, *, cache=None, padding_mask=None)`` maps token ids ``(b, t)``
+    to logits ``(b, t, vocab_size)``. With a ``cache`` (see :meth:`new_cache`),
+    positions continue after the cached ones and every block appends its keys
+    and values. ``padding_mask`` ``(b, t_past + t)`` is true for real tokens and
+    false for (left) padding: padded keys are never attended to and positions
+    count real tokens only, so a left-padded row gets the logits it would get alone.
+    """
+
+    config_class = GPTConfig
+    architecture = "gpt2"
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise ConfigError(f"GPTModel: expected a GPTConfig, got {type(config).__name__}")
+        self.config = config
+        self.tok_emb = nn.Embedding(config.vocab_size, config.emb_dim)
+        self.pos_emb = nn.Embedding(config.context_length, config.emb_dim)
+        self.drop_emb = nn.Dropout(config.drop_rate)
+        self.trf_blocks = nn.ModuleList([TransformerBlock(config) for _ in range(config.n_layers)])
+        self.final_norm = LayerNorm(config.emb_dim)
+        self.out_head = nn.Linear(config.emb_dim, config.vocab_size, bias=False)
+        self.apply(self._init_weights)
+        for name, param in self.named_parameters():  # GPT-2: scale the residual projections
+            if name.endswith(("att.out_proj.weight", "ff.layers.2.weight")):
+                nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layers))
+        if config.tie_weights:
+            self.out_head.weight = self.tok_emb.weight
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        """GPT-2's initialisation: N(0, 0.02) weights, zero biases."""
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def new_cache(
+        self,
+        batch_size: int,
+        max_len: int | None = None,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> KVCache:
+        """An empty KV cache for ``batch_size`` sequences of up to ``max_len`` (default: context) tokens."""
+        weight = self.tok_emb.weight
+        return KVCache(
+            self.config.n_layers,
+            batch_size,
+            self.config.kv_heads,
+            max_len or self.config.context_length,
+            self.config.head_dim,
+            dtype=dtype or weight.dtype,
+            device=device or weight.device,
+        )
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        *,
+        cache: KVCache | None = None,
+        padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        b, t = idx.shape  # (b, t)
+        past = 0 if cache is None else cache_length(cache)
+        if past + t > self.config.context_length:
+            raise ConfigError(
+                f"sequence of {past + t} tokens (cached {past} + new {t}) exceeds "
+                f"context_length={self.config.context_length}; crop the input to the last "
+                f"{self.config.context_length} tokens"
+            )
+        positions = self._positions(b, t, past, padding_mask, idx.device)  # (b, t) or (t,)
+        x = self.drop_emb(self.tok_emb(idx) + self.pos_emb(positions))  # (b, t, emb_dim)
+        for i, block in enumerate(self.trf_blocks):
+            layer_cache = None if cache is None else cache.layer(i)
+            x = block(x, cache=layer_cache, padding_mask=padding_mask)
+        x = self.final_norm(x)
+        return self.out_head(x)  # (b, t, vocab_size)
+
+    @staticmethod
+    def _positions(
+        b: int, t: int, past: int, padding_mask: torch.Tensor | None, device: torch.device
+    ) -> torch.Tensor:
+        if padding_mask is None:
+            return torch.arange(past, past + t, device=device)  # (t,)
+        if padding_mask.shape != (b, past + t):
+            raise ConfigError(
+                f"padding_mask: expected shape {(b, past + t)} (batch, cached + new tokens), "
+                f"got {tuple(padding_mask.shape)}"
+            )
+        # Count real tokens only, so left padding does not shift positions.
+        positions = padding_mask.long().cumsum(dim=-1) - 1  # (b, past + t)
+        return positions.clamp(min=0)[:, past:]  # (b, t)
+
+
+def cache_length(cache: Any) -> int:
+    """How many positions a KV cache already holds."""
+    return int(cache.length)
+
+
+def build_model(arch: str = "gpt2", preset: str | None = None, **overrides: Any) -> nn.Module:
+    """Build a registered architecture from one of its presets and/or keyword overrides.
+
+    ``build_model("gpt2", "gpt2-124m", drop_rate=0.0)``; an unknown architecture
+    raises :class:`~llm_core.errors.PluginError` listing the registered ones, an
+    unknown preset a :class:`~llm_core.errors.ConfigError` listing the presets.
+    """
+    from llm_core import get_registry
+
+    entry = get_registry("architectures")[arch]
+    model_class = entry.obj
+    presets = entry.meta.get("presets") or {}
+    values: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in presets:
+            available = ", ".join(presets) or "none"
+            raise ConfigError(f"unknown preset '{preset}' for architecture '{arch}'; available: {available}")
+        values.update(presets[preset])
+    values.update(overrides)
+    source = f"{arch} preset '{preset}'" if preset else f"{arch} config"
+    config = config_from_dict(model_class.config_class, values, source=source)
+    model = model_class(config)
+    if getattr(model, "architecture", None) != arch:
+        model.architecture = arch
+    return model
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
+    """Number of parameters, each shared (tied) tensor counted once."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def _output_head_parameters(model: nn.Module) -> int:
+    """Parameters of a separate (untied) output head: ``out_head`` not shared with an embedding."""
+    head = getattr(model, "out_head", None)
+    if head is None:
+        return 0
+    shared = {id(p) for name, p in model.named_parameters() if not name.startswith("out_head.")}
+    return sum(p.numel() for p in head.parameters() if id(p) not in shared)
+
+
+def model_info(model: nn.Module) -> dict[str, Any]:
+    """Parameter counts and fp32 size, as ``scratchlm model-info`` prints them.
+
+    ``parameters``: every parameter (tied ones once). ``parameters_without_head``:
+    without a separate output head, i.e. the count with the head tied to the
+    token embedding (the book's 124,412,160 for GPT-2 124M). ``size_mb_fp32``:
+    ``parameters * 4`` bytes in MB of 1024**2 bytes.
+    """
+    total = count_parameters(model)
+    return {
+        "architecture": getattr(model, "architecture", type(model).__name__),
+        "parameters": total,
+        "parameters_without_head": total - _output_head_parameters(model),
+        "trainable_parameters": count_parameters(model, trainable_only=True),
+        "size_mb_fp32": round(total * FP32_BYTES / MB, 2),
+    }
