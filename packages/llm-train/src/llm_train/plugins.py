@@ -1,5 +1,157 @@
-"""llm-train's built-in plugin: what this package registers through the scratchlm hooks."""
+"""llm-train's built-in plugin: optimizers, schedules, callbacks and the training commands."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from llm_core import hookimpl
+
+__all__ = ["register_callbacks", "register_commands", "register_optimizers", "register_schedulers"]
+
+
+@hookimpl
+def register_optimizers(register: Any) -> None:
+    """``adamw``, ``adam``, ``sgd``."""
+    from llm_train import optimizers
+
+    register("adamw", optimizers.adamw, description="AdamW, decoupled weight decay (the default)")
+    register("adam", optimizers.adam, description="Adam, L2 weight decay")
+    register("sgd", optimizers.sgd, description="SGD with momentum 0.9")
+
+
+@hookimpl
+def register_schedulers(register: Any) -> None:
+    """``constant``, ``warmup-cosine`` (alias ``linear-warmup+cosine``), ``wsd``."""
+    from llm_train import schedules
+
+    register("constant", schedules.constant, description="constant, optional linear warmup")
+    register(
+        "warmup-cosine", schedules.warmup_cosine, description="linear warmup + cosine decay (appendix D)"
+    )
+    register("linear-warmup+cosine", schedules.warmup_cosine, description="alias of warmup-cosine")
+    register("wsd", schedules.wsd, description="warmup, stable, linear decay")
+
+
+@hookimpl
+def register_callbacks(register: Any) -> None:
+    """``tensorboard`` (needs the tensorboard package)."""
+    from llm_train.callbacks import TensorBoardCallback
+
+    register("tensorboard", TensorBoardCallback, description="log metrics to RUN_DIR/tensorboard")
+
+
+@hookimpl
+def register_commands(cli: typer.Typer) -> None:
+    """``pretrain``, ``plot`` and ``demo``."""
+
+    @cli.command("pretrain")
+    def pretrain_command(
+        data: Optional[str] = typer.Option(
+            None, "--data", help="A directory made by `scratchlm prepare`, or a UTF-8 .txt file."
+        ),
+        out: Path = typer.Option(
+            ..., "--out", help="Run directory: checkpoints, metrics.jsonl, final/ weights."
+        ),
+        arch: Optional[str] = typer.Option(
+            None, "--arch", help="Registered architecture name [default: gpt2]."
+        ),
+        preset: Optional[str] = typer.Option(
+            None, "--preset", help="Model preset, e.g. tiny, small, gpt2-124m [default: tiny]."
+        ),
+        config: Optional[Path] = typer.Option(
+            None, "--config", help="A TOML/JSON file with any TrainConfig fields."
+        ),
+        max_steps: Optional[int] = typer.Option(
+            None, "--max-steps", help="Optimizer steps to run (excludes --epochs)."
+        ),
+        epochs: Optional[float] = typer.Option(
+            None, "--epochs", help="Passes over the training tokens (excludes --max-steps)."
+        ),
+        batch_size: Optional[int] = typer.Option(
+            None, "--batch-size", help="Sequences per step and process [default: 8]."
+        ),
+        context_length: Optional[int] = typer.Option(
+            None, "--context-length", help="Window length [default: the model's]."
+        ),
+        lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate [default: 4e-4]."),
+        optimizer: Optional[str] = typer.Option(
+            None, "--optimizer", help="adamw, adam, sgd or a plugin's [default: adamw]."
+        ),
+        scheduler: Optional[str] = typer.Option(
+            None, "--scheduler", help="constant, warmup-cosine, wsd or a plugin's."
+        ),
+        seed: Optional[int] = typer.Option(
+            None, "--seed", help="Seed of the initialisation, dropout and data order [default: 123]."
+        ),
+        checkpoint_every: Optional[int] = typer.Option(
+            None, "--checkpoint-every", help="Steps between checkpoints [default: 100]."
+        ),
+        precision: Optional[str] = typer.Option(None, "--precision", help="fp32 or bf16 (autocast)."),
+        compile_model: Optional[bool] = typer.Option(
+            None, "--compile/--no-compile", help="Use torch.compile."
+        ),
+        resume: bool = typer.Option(False, "--resume", help="Continue the newest checkpoint in --out."),
+        set_: list[str] = typer.Option(
+            [], "--set", help="Override any config field: --set eval_every=20 (repeatable)."
+        ),
+    ) -> None:
+        """Pretrain a GPT-style model; final weights go to OUT/final/model.safetensors."""
+        from llm_core.config_io import parse_override
+
+        from llm_train.config import load_train_config
+        from llm_train.pretrain import pretrain
+
+        overrides: dict[str, Any] = dict(parse_override(item) for item in set_)
+        named = dict(
+            data=data,
+            arch=arch,
+            preset=preset,
+            max_steps=max_steps,
+            epochs=epochs,
+            batch_size=batch_size,
+            context_length=context_length,
+            lr=lr,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            seed=seed,
+            checkpoint_every=checkpoint_every,
+            precision=precision,
+            compile=compile_model,
+        )
+        overrides.update({k: v for k, v in named.items() if v is not None})  # named options win over --set
+        cfg = load_train_config(config, **overrides)
+        result = pretrain(cfg, out, resume=resume)
+        val = "n/a" if result.val_loss is None else f"{result.val_loss:.4f}"
+        typer.echo(f"done: {result.steps} steps, {result.tokens_seen} tokens, val loss {val}")
+        typer.echo(f"final weights: {result.final_dir / 'model.safetensors'}")
+
+    @cli.command("plot")
+    def plot_command(
+        run_dirs: list[Path] = typer.Argument(..., help="One or more run directories (overlaid)."),
+        out: Optional[Path] = typer.Option(None, "--out", help="PNG path [default: RUN_DIR/loss.png]."),
+    ) -> None:
+        """Draw training and validation loss against epochs and tokens seen (the book's figure)."""
+        from llm_train.plots import plot_runs
+
+        path = plot_runs(run_dirs, out or run_dirs[0] / "loss.png")
+        typer.echo(str(path))
+
+    @cli.command("demo")
+    def demo_command(
+        out: Optional[Path] = typer.Option(
+            None, "--out", help="Where to put everything [default: runs/demo-<time>]."
+        ),
+        max_steps: int = typer.Option(
+            600, "--max-steps", help="Training steps (about 3-5 minutes on 2 CPU cores)."
+        ),
+        seed: int = typer.Option(123, "--seed", help="Seed of the whole run."),
+    ) -> None:
+        """Pretrain a small GPT on Python's own documentation (offline) and show text before and after."""
+        import time
+
+        from llm_train.demo import run_demo
+
+        target = out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+        run_demo(target, max_steps=max_steps, seed=seed, echo=typer.echo)

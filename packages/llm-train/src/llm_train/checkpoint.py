@@ -1,0 +1,209 @@
+"""Training checkpoints: model + optimizer + trainer state, written atomically, verified on load.
+
+A checkpoint is a directory ``RUN_DIR/<name>/`` holding the model checkpoint
+(``config.json`` + ``model.safetensors``, from llm-model), ``optimizer.safetensors``
+and ``trainer_state.json`` (step, tokens seen, RNG states, data position and
+the sha256 of every other file). It is written into a temporary directory and
+renamed into place, so a crash never leaves a half checkpoint that looks complete.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from llm_core.config_io import write_json_atomic
+from llm_core.errors import CheckpointError
+from llm_model import load_pretrained, write_model_files
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+__all__ = [
+    "STATE_FILE",
+    "capture_rng_state",
+    "find_latest_checkpoint",
+    "list_checkpoints",
+    "load_training_checkpoint",
+    "prune_checkpoints",
+    "restore_rng_state",
+    "save_training_checkpoint",
+]
+
+STATE_FILE = "trainer_state.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_tree(directory: Path) -> None:
+    for path in directory.iterdir():
+        with path.open("rb") as handle:
+            os.fsync(handle.fileno())
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- RNG -------------------------------------------------------------------
+def capture_rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch RNG states as JSON-serialisable values."""
+    version, internal, gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    return {
+        "python": [version, list(internal), gauss],
+        "numpy": [np_name, np_keys.tolist(), np_pos, np_has_gauss, np_gauss],
+        "torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode("ascii"),
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    raw = np.frombuffer(base64.b64decode(state["torch"]), dtype=np.uint8).copy()
+    torch.set_rng_state(torch.from_numpy(raw))
+
+
+# -- optimizer <-> safetensors ----------------------------------------------
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    state_dict = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, param_state in state_dict["state"].items():
+        for key, value in param_state.items():
+            if torch.is_tensor(value):
+                tensors[f"state.{index}.{key}"] = value.detach().contiguous().cpu()
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
+
+
+def _optimizer_state_dict(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, tensor in tensors.items():
+        _, index, key = name.split(".", 2)
+        state.setdefault(int(index), {})[key] = tensor
+    for index, values in meta["scalars"].items():
+        state.setdefault(int(index), {}).update(values)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+# -- save / load -------------------------------------------------------------
+def save_training_checkpoint(
+    run_dir: Path,
+    name: str,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    trainer_state: dict[str, Any],
+    *,
+    extra_config: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``run_dir/name`` atomically (temp dir, fsync, rename) and return its path."""
+    run_dir = Path(run_dir)
+    final = run_dir / name
+    tmp = run_dir / f".{name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        write_model_files(model, tmp, extra_config=extra_config)
+        tensors, meta = _optimizer_tensors(optimizer)
+        save_file(tensors, str(tmp / OPTIMIZER_FILE))
+        files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
+        state = {**trainer_state, "optimizer": meta, "files": files, "format_version": 1}
+        (tmp / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
+        _fsync_tree(tmp)
+        if final.exists():
+            old = run_dir / f".{name}.old-{os.getpid()}"
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of the ``step-N`` checkpoints in ``run_dir``, oldest first."""
+    found = []
+    if Path(run_dir).is_dir():
+        for path in Path(run_dir).iterdir():
+            match = _STEP_DIR.match(path.name)
+            if match and (path / STATE_FILE).is_file():
+                found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def find_latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete ``step-N`` checkpoint, or None."""
+    checkpoints = list_checkpoints(run_dir)
+    return checkpoints[-1][1] if checkpoints else None
+
+
+def prune_checkpoints(run_dir: Path, keep_last: int) -> None:
+    """Delete all but the ``keep_last`` newest ``step-N`` checkpoints (``best``/``final`` stay)."""
+    for _, path in list_checkpoints(run_dir)[:-keep_last]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def load_training_checkpoint(path: Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+    """Verify and load a checkpoint: ``(model, optimizer_state_dict, trainer_state)``.
+
+    Every file's sha256 is checked against ``trainer_state.json``; a mismatch,
+    a truncated file or malformed JSON raises :class:`CheckpointError` naming the file.
+    """
+    path = Path(path)
+    state_path = path / STATE_FILE
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(
+            f"{state_path}: unreadable trainer state ({exc}); "
+            f"delete {path} to resume from an older checkpoint"
+        ) from None
+    if not isinstance(state, dict) or "files" not in state or "step" not in state:
+        raise CheckpointError(f"{state_path}: not a scratchlm trainer state (missing 'files'/'step')")
+    for name, expected in state["files"].items():
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"{file}: missing from the checkpoint")
+        if _sha256(file) != expected:
+            raise CheckpointError(
+                f"{file}: checksum mismatch (the file is corrupt or was modified); "
+                f"delete {path} to resume from an older checkpoint"
+            )
+    model = load_pretrained(path)
+    try:
+        tensors = load_file(str(path / OPTIMIZER_FILE))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path / OPTIMIZER_FILE}: cannot read optimizer state ({exc})") from None
+    return model, _optimizer_state_dict(tensors, state["optimizer"]), state
+
+
+def write_resolved_config(run_dir: Path, config: dict[str, Any]) -> None:
+    """Save the full resolved training config as ``run_dir/train_config.json``."""
+    write_json_atomic(Path(run_dir) / "train_config.json", config)

@@ -1,0 +1,94 @@
+"""The validated training configuration: a TOML/JSON file plus CLI overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from llm_core.config_io import config_from_dict, load_config_file
+from llm_core.errors import ConfigError
+
+__all__ = ["TrainConfig", "load_train_config"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a pretraining run needs; saved resolved as ``RUN_DIR/train_config.json``."""
+
+    data: str = ""
+    arch: str = "gpt2"
+    preset: Optional[str] = "tiny"
+    model: dict[str, Any] = field(default_factory=dict)
+    tokenizer: str = "gpt2"
+    val_fraction: float = 0.1
+    max_steps: Optional[int] = None
+    epochs: Optional[float] = None
+    batch_size: int = 8
+    context_length: Optional[int] = None
+    grad_accum: int = 1
+    optimizer: str = "adamw"
+    lr: float = 4e-4
+    weight_decay: float = 0.1
+    decay_all: bool = False
+    scheduler: str = "constant"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1
+    grad_clip: Optional[float] = 1.0
+    precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool = False
+    eval_every: int = 50
+    eval_batches: int = 5
+    sample_every: int = 0
+    sample_prompt: str = "Every effort moves you"
+    sample_tokens: int = 30
+    checkpoint_every: int = 100
+    keep_last: int = 2
+    log_every: int = 10
+    callbacks: list[str] = field(default_factory=list)
+    seed: int = 123
+    device: str = "cpu"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        positive = ["batch_size", "grad_accum", "eval_batches", "keep_last", "log_every"]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
+        for name in ["eval_every", "sample_every", "checkpoint_every", "warmup_steps"]:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 0 (0 turns it off)")
+        if self.lr <= 0:
+            raise ConfigError(f"lr={self.lr} must be > 0, for example 4e-4")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction={self.val_fraction} must be in [0, 1)")
+        if self.max_steps is not None and self.epochs is not None:
+            raise ConfigError("give either max_steps or epochs, not both")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"max_steps={self.max_steps} must be >= 1")
+        if self.epochs is not None and self.epochs <= 0:
+            raise ConfigError(f"epochs={self.epochs} must be > 0")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ConfigError(f"grad_clip={self.grad_clip} must be > 0 (or null to turn clipping off)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings that must match for ``--resume`` (everything that changes the weights)."""
+        ignored = {"progress", "max_steps", "epochs", "checkpoint_every", "keep_last", "log_every", "device"}
+        return {k: v for k, v in self.to_dict().items() if k not in ignored}
+
+
+def load_train_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """Read a TOML/JSON config (optional) and apply overrides (``None`` values are ignored)."""
+    data: dict[str, Any] = load_config_file(path) if path else {}
+    source = str(path) if path else "config"
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if "max_steps" in overrides and overrides["max_steps"] is not None:
+        data.pop("epochs", None)
+    if "epochs" in overrides and overrides["epochs"] is not None:
+        data.pop("max_steps", None)
+    return config_from_dict(TrainConfig, data, source=source)

@@ -1,0 +1,67 @@
+"""Assemble a pretraining run from a :class:`TrainConfig`: data, model, tokenizer, Trainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from llm_core.errors import ConfigError, DataError
+from llm_data import get_tokenizer, load_prepared, tokens_from_text_file
+from llm_model import build_model
+
+from llm_train.config import TrainConfig
+from llm_train.distributed import init_distributed
+from llm_train.trainer import Trainer, TrainResult
+
+__all__ = ["build_trainer", "load_training_tokens", "pretrain"]
+
+
+def load_training_tokens(data: str | Path, *, tokenizer: str, val_fraction: float) -> tuple[Any, Any]:
+    """Train and validation tokens from a prepared directory or a UTF-8 text file.
+
+    A text file is split like the book: the first ``1 - val_fraction`` of its
+    tokens train, the rest validate.
+    """
+    path = Path(data)
+    if path.is_dir():
+        train = load_prepared(path, "train")
+        try:
+            val = load_prepared(path, "val")
+        except DataError:
+            val = None
+        return train, val
+    if path.is_file():
+        tokens = np.asarray(tokens_from_text_file(path, tokenizer=tokenizer))
+        split = int(len(tokens) * (1 - val_fraction))
+        return tokens[:split], (tokens[split:] if val_fraction > 0 else None)
+    raise DataError(
+        f"--data {data}: not found; expected a directory made by `scratchlm prepare` or a UTF-8 .txt file"
+    )
+
+
+def build_trainer(config: TrainConfig, out_dir: str | Path) -> Trainer:
+    """Everything a run needs, wired together (model initialised from ``config.seed``)."""
+    if not config.data:
+        raise ConfigError("no training data: pass --data PREPARED_DIR_OR_TEXT (or set data in the config)")
+    dist = init_distributed()
+    tokenizer = get_tokenizer(config.tokenizer)
+    train, val = load_training_tokens(
+        config.data, tokenizer=config.tokenizer, val_fraction=config.val_fraction
+    )
+    torch.manual_seed(config.seed)
+    model = build_model(config.arch, preset=config.preset, **config.model)
+    if model.config.vocab_size < tokenizer.n_vocab:
+        raise ConfigError(
+            f"the model's vocab_size={model.config.vocab_size} is smaller than tokenizer "
+            f"'{config.tokenizer}' needs ({tokenizer.n_vocab})"
+        )
+    return Trainer(
+        model, config, train_tokens=train, val_tokens=val, run_dir=out_dir, tokenizer=tokenizer, dist=dist
+    )
+
+
+def pretrain(config: TrainConfig, out_dir: str | Path, *, resume: bool = False) -> TrainResult:
+    """Run (or resume) pretraining; final weights land in ``out_dir/final``."""
+    return build_trainer(config, out_dir).fit(resume=resume)

@@ -1,0 +1,136 @@
+"""What the Trainer trains on: a task gives batches, a loss and an evaluation.
+
+:class:`LanguageModeling` is pretraining's task (random windows, next-token
+loss). Finetuning packages provide their own tasks (classification,
+instructions, preferences) and reuse the whole Trainer: checkpoints, exact
+resume, metrics, DDP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from llm_core.errors import DataError
+from llm_data import WindowLoader
+from torch import nn
+
+__all__ = ["BatchLoader", "LanguageModeling", "Task", "eval_windows"]
+
+Batch = tuple[torch.Tensor, ...]
+
+
+class BatchLoader(Protocol):
+    """An endless, seeded, resumable iterator of batches (tuples of tensors, batch dimension first)."""
+
+    def __iter__(self) -> Iterator[Batch]: ...
+
+    def __next__(self) -> Batch: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class Task(Protocol):
+    """The contract between the Trainer and what it trains on."""
+
+    def loader(self, batch_size: int, seed: int) -> BatchLoader:
+        """A loader of ``batch_size`` examples per batch (the global batch under DDP)."""
+        ...
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """Mean training loss of one (micro-)batch."""
+        ...
+
+    def evaluate(self, model: nn.Module) -> dict[str, float | None]:
+        """Metrics on fixed held-out data; must contain ``train_loss`` and ``val_loss``."""
+        ...
+
+    def examples_per_epoch(self) -> int:
+        """How many examples one epoch has (for ``--epochs``)."""
+        ...
+
+    def tokens(self, batch: Batch) -> int:
+        """Tokens in a batch (for ``tokens_seen``)."""
+        ...
+
+
+def eval_windows(n_tokens: int, context_length: int, count: int) -> list[int]:
+    """Start offsets of ``count`` fixed windows spread evenly over ``n_tokens`` tokens."""
+    last = n_tokens - context_length - 1
+    if last < 0:
+        return []
+    return sorted({round(i * last / max(1, count - 1)) for i in range(count)})
+
+
+def next_token_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of next-token logits; -100 targets are ignored."""
+    device = next(model.parameters()).device
+    logits = model(inputs.to(device))  # (b, t, vocab)
+    return nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.to(device).flatten())
+
+
+class LanguageModeling:
+    """Pretraining: random windows of ``context_length + 1`` tokens, next-token cross-entropy."""
+
+    def __init__(
+        self,
+        train_tokens: Sequence[int] | np.ndarray,
+        val_tokens: Sequence[int] | np.ndarray | None,
+        *,
+        context_length: int,
+        eval_batches: int,
+        batch_size: int,
+    ) -> None:
+        needed = context_length + 1
+        if len(train_tokens) < needed:
+            raise DataError(
+                f"the training data has {len(train_tokens)} tokens, fewer than one window needs "
+                f"({needed} = context_length + 1); use more text or a smaller --context-length"
+            )
+        self.train_tokens = train_tokens
+        self.val_tokens = val_tokens if val_tokens is not None and len(val_tokens) > context_length else None
+        self.context_length = context_length
+        self.eval_rows = eval_batches * batch_size
+        self.batch_size = batch_size
+
+    def loader(self, batch_size: int, seed: int) -> WindowLoader:
+        return WindowLoader(
+            self.train_tokens, batch_size=batch_size, context_length=self.context_length, seed=seed
+        )
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        inputs, targets = batch
+        return next_token_loss(model, inputs, targets)
+
+    def _fixed_loss(self, model: nn.Module, tokens: Any) -> float | None:
+        if tokens is None:
+            return None
+        starts = eval_windows(len(tokens), self.context_length, self.eval_rows)
+        if not starts:
+            return None
+        rows = torch.stack(
+            [
+                torch.as_tensor(np.asarray(tokens[s : s + self.context_length + 1], dtype=np.int64))
+                for s in starts
+            ]
+        )  # (n, t + 1)
+        total = 0.0
+        for chunk in rows.split(self.batch_size):
+            total += next_token_loss(model, chunk[:, :-1], chunk[:, 1:]).item() * len(chunk)
+        return total / len(rows)
+
+    def evaluate(self, model: nn.Module) -> dict[str, float | None]:
+        return {
+            "train_loss": self._fixed_loss(model, self.train_tokens),
+            "val_loss": self._fixed_loss(model, self.val_tokens),
+        }
+
+    def examples_per_epoch(self) -> int:
+        return max(1, len(self.train_tokens) // self.context_length)
+
+    def tokens(self, batch: Batch) -> int:
+        return int(batch[0].numel())

@@ -1,0 +1,431 @@
+"""The Trainer: the book's pretraining loop plus what real runs need.
+
+AdamW with selective weight decay, schedules, gradient accumulation and
+clipping, bf16 autocast, optional ``torch.compile``, periodic evaluation and
+samples, ``metrics.jsonl``, atomic checkpoints with exact resume (bitwise
+identical weights after a crash), NaN detection and DDP (rank 0 writes).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from llm_core import get_registry
+from llm_core.config_io import write_json_atomic
+from llm_core.errors import CheckpointError, ConfigError, ScratchLMError
+from llm_model import generate_text
+from torch import nn
+
+from llm_train.checkpoint import (
+    capture_rng_state,
+    find_latest_checkpoint,
+    load_training_checkpoint,
+    prune_checkpoints,
+    restore_rng_state,
+    save_training_checkpoint,
+)
+from llm_train.config import TrainConfig
+from llm_train.distributed import DistributedContext
+from llm_train.metrics import MetricsWriter
+from llm_train.optimizers import build_optimizer
+from llm_train.schedules import lr_multiplier
+from llm_train.tasks import LanguageModeling, Task
+
+__all__ = ["TrainResult", "Trainer", "TrainingError", "TrainingInterrupted"]
+
+
+class TrainingError(ScratchLMError):
+    """Training cannot go on (for example the loss became NaN)."""
+
+
+class TrainingInterrupted(ScratchLMError):
+    """Ctrl-C or SIGTERM: a checkpoint was saved; resume with ``--resume``."""
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns."""
+
+    steps: int
+    tokens_seen: int
+    initial_val_loss: float | None
+    val_loss: float | None
+    train_loss: float | None
+    final_dir: Path
+    seconds: float
+
+
+class Trainer:
+    """Train ``model`` on token arrays; checkpoints, metrics and samples go to ``run_dir``."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        *,
+        run_dir: str | Path,
+        task: Task | None = None,
+        train_tokens: Sequence[int] | np.ndarray | None = None,
+        val_tokens: Sequence[int] | np.ndarray | None = None,
+        tokenizer: Any = None,
+        dist: DistributedContext | None = None,
+    ) -> None:
+        """Train on ``task``, or on ``train_tokens``/``val_tokens`` with :class:`LanguageModeling`."""
+        self.config = config
+        self.model = model
+        self.dist = dist or DistributedContext()
+        self.device = torch.device(config.device)
+        self.run_dir = Path(run_dir)
+        self.tokenizer = tokenizer
+        model_context = model.config.context_length
+        self.context_length = config.context_length or model_context
+        if self.context_length > model_context:
+            raise ConfigError(
+                f"context_length={self.context_length} exceeds the model's context_length={model_context}"
+            )
+        if task is None:
+            if train_tokens is None:
+                raise ConfigError("Trainer needs a task or train_tokens")
+            task = LanguageModeling(
+                train_tokens,
+                val_tokens,
+                context_length=self.context_length,
+                eval_batches=config.eval_batches,
+                batch_size=config.batch_size,
+            )
+        self.task = task
+        self.global_batch = config.batch_size * self.dist.world_size
+        self.loader = task.loader(self.global_batch, config.seed)
+        self.max_steps = self._resolve_max_steps()
+        self.model.to(self.device)
+        self.optimizer = build_optimizer(
+            config.optimizer,
+            self.model,
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            decay_all=config.decay_all,
+        )
+        get_registry("schedulers").get_obj(config.scheduler)  # unknown names fail before training
+        self.callbacks = [get_registry("callbacks").get_obj(name)() for name in config.callbacks]
+        self.forward_model: nn.Module = self.dist.wrap(self.model)
+        if config.compile:
+            self.forward_model = torch.compile(self.forward_model)  # type: ignore[assignment]
+        self.step = 0
+        self.tokens_seen = 0
+        self.examples_seen = 0
+        self.best_val = math.inf
+        self.last_val: float | None = None
+        self.initial_val: float | None = None
+        self.last_train: float | None = None
+        self.last_saved_step = -1
+
+    # -- sizes ----------------------------------------------------------------
+    def _resolve_max_steps(self) -> int:
+        if self.config.max_steps is not None:
+            return self.config.max_steps
+        epochs = self.config.epochs if self.config.epochs is not None else 1.0
+        per_step = self.global_batch * self.config.grad_accum
+        return max(1, math.ceil(epochs * self.task.examples_per_epoch() / per_step))
+
+    def epoch(self) -> float:
+        """Epochs seen so far: examples seen over examples per epoch."""
+        return self.examples_seen / self.task.examples_per_epoch()
+
+    # -- evaluation ---------------------------------------------------------------
+    def _autocast(self) -> Any:
+        enabled = self.config.precision == "bf16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def evaluate(self) -> dict[str, float | None]:
+        """The task's held-out metrics, in eval mode without gradients."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad(), self._autocast():
+                return self.task.evaluate(self.model)
+        finally:
+            self.model.train(was_training)
+
+    def sample(self) -> str | None:
+        """Greedy continuation of ``sample_prompt`` (None without a tokenizer)."""
+        if self.tokenizer is None or not self.config.sample_prompt:
+            return None
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return generate_text(
+                self.model,
+                self.tokenizer,
+                self.config.sample_prompt,
+                max_new_tokens=self.config.sample_tokens,
+            )
+        finally:
+            self.model.train(was_training)
+
+    # -- checkpoints ----------------------------------------------------------------
+    def _trainer_state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "tokens_seen": self.tokens_seen,
+            "examples_seen": self.examples_seen,
+            "best_val": None if math.isinf(self.best_val) else self.best_val,
+            "last_val": self.last_val,
+            "initial_val": self.initial_val,
+            "rng": capture_rng_state(),
+            "data": self.loader.state_dict(),
+            "config": self.config.to_dict(),
+        }
+
+    def save(self, name: str | None = None) -> Path | None:
+        """Write a checkpoint (rank 0 only): ``step-N`` by default, or ``name``."""
+        path = None
+        if self.dist.is_main:
+            extra = {"tokenizer": self.config.tokenizer}
+            try:
+                path = save_training_checkpoint(
+                    self.run_dir,
+                    name or f"step-{self.step:07d}",
+                    self.model,
+                    self.optimizer,
+                    self._trainer_state(),
+                    extra_config=extra,
+                )
+            except OSError as exc:
+                raise CheckpointError(
+                    f"cannot write a checkpoint in {self.run_dir}: {exc.strerror or exc}; "
+                    "the previous checkpoints are untouched"
+                ) from None
+            if name is None:
+                prune_checkpoints(self.run_dir, self.config.keep_last)
+        self.last_saved_step = self.step
+        self.dist.barrier()
+        return path
+
+    def _restore(self) -> None:
+        latest = find_latest_checkpoint(self.run_dir)
+        if latest is None:
+            raise CheckpointError(
+                f"{self.run_dir}: no checkpoint to resume from (expected step-N directories)"
+            )
+        loaded, optimizer_state, state = load_training_checkpoint(latest)
+        saved = TrainConfig(**{**state["config"]}).fingerprint()
+        current = self.config.fingerprint()
+        differences = [
+            f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in current if saved.get(k) != current.get(k)
+        ]
+        if differences:
+            raise ConfigError(
+                f"cannot resume {self.run_dir}: the config differs from the run's "
+                f"({'; '.join(differences)}); "
+                "use the same settings or a new --out"
+            )
+        self.model.load_state_dict(loaded.state_dict())
+        self.optimizer.load_state_dict(optimizer_state)
+        self.loader.load_state_dict(state["data"])
+        restore_rng_state(state["rng"])
+        self.step = state["step"]
+        self.tokens_seen = state["tokens_seen"]
+        self.examples_seen = state["examples_seen"]
+        self.best_val = math.inf if state["best_val"] is None else state["best_val"]
+        self.last_val = state["last_val"]
+        self.initial_val = state["initial_val"]
+        self.last_saved_step = self.step
+
+    def _prepare_run_dir(self, resume: bool) -> None:
+        if not self.dist.is_main:
+            return
+        if not resume and find_latest_checkpoint(self.run_dir) is not None:
+            raise ConfigError(
+                f"{self.run_dir} already holds checkpoints; "
+                "pass --resume to continue it or choose another --out"
+            )
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            for stale in [*self.run_dir.glob(".*.tmp-*"), *self.run_dir.glob(".*.old-*")]:
+                shutil.rmtree(stale, ignore_errors=True)  # left by a crash mid-write
+            write_json_atomic(self.run_dir / "train_config.json", self.config.to_dict())
+        except OSError as exc:
+            raise CheckpointError(f"cannot write to {self.run_dir}: {exc.strerror or exc}") from None
+
+    # -- the loop ---------------------------------------------------------------------
+    def _train_step(self) -> tuple[float, float]:
+        """One optimizer step over ``grad_accum`` micro-batches; returns (loss, grad norm)."""
+        cfg = self.config
+        multiplier = lr_multiplier(
+            cfg.scheduler,
+            self.step,
+            max_steps=self.max_steps,
+            warmup_steps=cfg.warmup_steps,
+            min_lr_ratio=cfg.min_lr_ratio,
+        )
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr * multiplier
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        rank_rows = slice(self.dist.rank * cfg.batch_size, (self.dist.rank + 1) * cfg.batch_size)
+        for micro in range(cfg.grad_accum):
+            batch = tuple(t[rank_rows] for t in next(self.loader))  # this rank's slice of the global batch
+            with self.dist.no_sync(self.forward_model, last=micro == cfg.grad_accum - 1):
+                with self._autocast():
+                    loss = self.task.loss(self.forward_model, batch)
+                (loss / cfg.grad_accum).backward()
+            total += loss.item() / cfg.grad_accum
+            self.tokens_seen += self.task.tokens(batch) * self.dist.world_size
+            self.examples_seen += self.global_batch
+        total = self.dist.mean(total)
+        if not math.isfinite(total):
+            latest = find_latest_checkpoint(self.run_dir)
+            where = f"the last good checkpoint is {latest}" if latest else "no checkpoint was written yet"
+            raise TrainingError(
+                f"the loss became {total} at step {self.step + 1}; {where}. "
+                "Lower --lr, enable grad clipping or check the data"
+            )
+        max_norm = cfg.grad_clip if cfg.grad_clip is not None else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        self.optimizer.step()
+        self.step += 1
+        return total, grad_norm
+
+    def fit(self, *, resume: bool = False) -> TrainResult:
+        """Train to ``max_steps``; ``resume`` continues from the newest checkpoint in ``run_dir``."""
+        self._prepare_run_dir(resume)
+        if resume:
+            self._restore()
+        self.model.train()
+        metrics = (
+            MetricsWriter(self.run_dir / "metrics.jsonl", resume_step=self.step if resume else None)
+            if self.dist.is_main
+            else None
+        )
+        start = time.perf_counter()
+        progress = self._progress()
+        previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        try:
+            if self.step == 0 and self.config.eval_every:
+                self._evaluate_and_log(metrics, progress)
+            for callback in self.callbacks:
+                getattr(callback, "on_train_start", lambda t: None)(self)
+            window_start, window_start_tokens, window_tokens, losses = (
+                time.perf_counter(),
+                self.tokens_seen,
+                0,
+                [],
+            )
+            while self.step < self.max_steps:
+                loss, grad_norm = self._train_step()
+                losses.append(loss)
+                window_tokens = self.tokens_seen - window_start_tokens
+                self.last_train = loss
+                if progress is not None:
+                    progress.update(1)
+                    progress.set_postfix(
+                        loss=f"{loss:.3f}",
+                        tok_s=f"{window_tokens / max(1e-9, time.perf_counter() - window_start):.0f}",
+                    )
+                if self.step % self.config.log_every == 0 or self.step == self.max_steps:
+                    elapsed = time.perf_counter() - window_start
+                    record = {
+                        "kind": "train",
+                        "step": self.step,
+                        "tokens_seen": self.tokens_seen,
+                        "epoch": self.epoch(),
+                        "train_loss": sum(losses) / len(losses),
+                        "lr": self.optimizer.param_groups[0]["lr"],
+                        "grad_norm": grad_norm,
+                        "tokens_per_s": window_tokens / max(elapsed, 1e-9),
+                    }
+                    if metrics:
+                        metrics.write(record)
+                    for callback in self.callbacks:
+                        getattr(callback, "on_step_end", lambda t, m: None)(self, record)
+                    window_start, window_start_tokens, losses = time.perf_counter(), self.tokens_seen, []
+                if self.config.eval_every and (
+                    self.step % self.config.eval_every == 0 or self.step == self.max_steps
+                ):
+                    self._evaluate_and_log(metrics, progress)
+                if self.config.sample_every and self.step % self.config.sample_every == 0:
+                    self._sample_and_log(metrics, progress)
+                if self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0:
+                    self._checkpoint()
+            if self.last_saved_step != self.step:
+                self._checkpoint()
+            final_dir = self.run_dir / "final"
+            self.save("final")
+            for callback in self.callbacks:
+                getattr(callback, "on_train_end", lambda t: None)(self)
+        except KeyboardInterrupt:
+            if self.last_saved_step != self.step:
+                self._checkpoint()
+            raise TrainingInterrupted(
+                f"interrupted at step {self.step}; checkpoint saved in {self.run_dir}; continue with --resume"
+            ) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous_handler)
+            if progress is not None:
+                progress.close()
+            if metrics:
+                metrics.close()
+        return TrainResult(
+            steps=self.step,
+            tokens_seen=self.tokens_seen,
+            initial_val_loss=self.initial_val,
+            val_loss=self.last_val,
+            train_loss=self.last_train,
+            final_dir=final_dir,
+            seconds=time.perf_counter() - start,
+        )
+
+    def _checkpoint(self) -> None:
+        self.save()
+        if self.last_val is not None and self.last_val < self.best_val:
+            self.best_val = self.last_val
+            self.save("best")
+
+    def _evaluate_and_log(self, metrics: MetricsWriter | None, progress: Any) -> None:
+        result = self.evaluate()
+        self.last_val = result["val_loss"]
+        if self.step == 0:
+            self.initial_val = self.last_val
+        record = {
+            "kind": "eval",
+            "step": self.step,
+            "tokens_seen": self.tokens_seen,
+            "epoch": self.epoch(),
+            **result,
+        }
+        if metrics:
+            metrics.write(record)
+        for callback in self.callbacks:
+            getattr(callback, "on_eval_end", lambda t, m: None)(self, record)
+        if progress is not None:
+            shown = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in result.items() if v is not None)
+            progress.write(f"step {self.step}: {shown}")
+
+    def _sample_and_log(self, metrics: MetricsWriter | None, progress: Any) -> None:
+        text = self.sample()
+        if text is None:
+            return
+        if metrics:
+            metrics.write({"kind": "sample", "step": self.step, "text": text})
+        if progress is not None:
+            progress.write(f"step {self.step} sample: {text!r}")
+
+    def _progress(self) -> Any:
+        if not (self.config.progress and self.dist.is_main):
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.max_steps, initial=self.step, desc="pretrain", unit="step", dynamic_ncols=True)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt

@@ -1,0 +1,178 @@
+"""The Trainer: learning, metrics, checkpoints, exact resume and every failure path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from llm_core.errors import CheckpointError, ConfigError, DataError
+from llm_model import build_model
+from llm_train import Trainer, TrainingError, TrainingInterrupted, read_metrics
+from llm_train.checkpoint import list_checkpoints, load_training_checkpoint
+from llm_train.tasks import LanguageModeling
+from tiny_setup import tiny_config, weights
+
+
+def make_trainer(tokens: np.ndarray, run_dir: Path, **overrides) -> Trainer:
+    config = tiny_config(**overrides)
+    torch.manual_seed(config.seed)
+    model = build_model(config.arch, preset=config.preset, **config.model)
+    split = int(len(tokens) * 0.9)
+    return Trainer(model, config, train_tokens=tokens[:split], val_tokens=tokens[split:], run_dir=run_dir)
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+def test_training_lowers_loss_and_writes_metrics(tokens, tmp_path: Path) -> None:
+    result = make_trainer(tokens, tmp_path / "run", max_steps=40, eval_every=10).fit()
+    assert result.val_loss < result.initial_val_loss - 1.0
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert [r["step"] for r in evals] == [0, 10, 20, 30, 40]
+    train = [r for r in records if r["kind"] == "train"]
+    assert {"step", "tokens_seen", "epoch", "train_loss", "lr", "grad_norm", "tokens_per_s"} <= set(train[0])
+    assert train[-1]["tokens_seen"] == 40 * 4 * 16
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+    assert json.loads((tmp_path / "run" / "train_config.json").read_text())["max_steps"] == 40
+
+
+def test_same_seed_same_weights(tokens, tmp_path: Path) -> None:
+    make_trainer(tokens, tmp_path / "a").fit()
+    make_trainer(tokens, tmp_path / "b").fit()
+    assert_same_weights(tmp_path / "a" / "final", tmp_path / "b" / "final")
+
+
+def test_keeps_last_k_and_best(tokens, tmp_path: Path) -> None:
+    make_trainer(tokens, tmp_path / "run", max_steps=16, keep_last=2).fit()
+    assert [step for step, _ in list_checkpoints(tmp_path / "run")] == [12, 16]
+    assert (tmp_path / "run" / "best" / "trainer_state.json").is_file()
+    assert not list((tmp_path / "run").glob(".*tmp*"))
+
+
+class CrashAt:
+    """A callback that raises at a given step, like a crash mid-run."""
+
+    def __init__(self, step: int, exc: BaseException) -> None:
+        self.step, self.exc = step, exc
+
+    def on_step_end(self, trainer: Trainer, metrics: dict) -> None:
+        if trainer.step == self.step:
+            raise self.exc
+
+
+@pytest.mark.parametrize("drop_rate", [0.0, 0.2])
+def test_resume_after_crash_is_bitwise_identical(tokens, tmp_path: Path, drop_rate: float) -> None:
+    model_cfg = {**tiny_config().model, "drop_rate": drop_rate}
+    make_trainer(tokens, tmp_path / "full", model=model_cfg).fit()
+    crashed = make_trainer(tokens, tmp_path / "crash", model=model_cfg)
+    crashed.callbacks.append(CrashAt(6, RuntimeError("power cut")))
+    with pytest.raises(RuntimeError):
+        crashed.fit()
+    assert [s for s, _ in list_checkpoints(tmp_path / "crash")] == [4]
+    make_trainer(tokens, tmp_path / "crash", model=model_cfg).fit(resume=True)
+    assert_same_weights(tmp_path / "full" / "final", tmp_path / "crash" / "final")
+    steps = [r["step"] for r in read_metrics(tmp_path / "crash" / "metrics.jsonl") if r["kind"] == "train"]
+    assert steps == sorted(set(steps))  # no duplicated lines after resume
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_matches(tokens, tmp_path: Path) -> None:
+    make_trainer(tokens, tmp_path / "full").fit()
+    run = make_trainer(tokens, tmp_path / "int")
+    run.callbacks.append(CrashAt(6, KeyboardInterrupt()))
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 6"):
+        run.fit()
+    assert [s for s, _ in list_checkpoints(tmp_path / "int")][-1] == 6
+    make_trainer(tokens, tmp_path / "int").fit(resume=True)
+    assert_same_weights(tmp_path / "full" / "final", tmp_path / "int" / "final")
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(tokens, tmp_path: Path, monkeypatch) -> None:
+    trainer = make_trainer(tokens, tmp_path / "run")
+    original = LanguageModeling.loss
+
+    def poisoned(self, model, batch):
+        loss = original(self, model, batch)
+        return loss * float("nan") if trainer.step >= 5 else loss
+
+    monkeypatch.setattr(LanguageModeling, "loss", poisoned)
+    with pytest.raises(
+        TrainingError, match=r"loss became nan at step 6; the last good checkpoint is .*step-0000004"
+    ):
+        trainer.fit()
+    load_training_checkpoint(tmp_path / "run" / "step-0000004")  # intact and verifiable
+
+
+def test_resume_with_different_config_says_what_differs(tokens, tmp_path: Path) -> None:
+    make_trainer(tokens, tmp_path / "run", max_steps=4).fit()
+    with pytest.raises(ConfigError, match=r"lr: 0.003 -> 0.01"):
+        make_trainer(tokens, tmp_path / "run", max_steps=8, lr=1e-2).fit(resume=True)
+
+
+def test_refuses_to_overwrite_a_run(tokens, tmp_path: Path) -> None:
+    make_trainer(tokens, tmp_path / "run", max_steps=4).fit()
+    with pytest.raises(ConfigError, match="already holds checkpoints; pass --resume"):
+        make_trainer(tokens, tmp_path / "run", max_steps=4).fit()
+
+
+def test_resume_without_checkpoint(tokens, tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no checkpoint to resume from"):
+        make_trainer(tokens, tmp_path / "empty").fit(resume=True)
+
+
+def test_data_smaller_than_one_window(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"has 9 tokens, fewer than one window needs \(17"):
+        make_trainer(np.arange(10), tmp_path / "run")
+
+
+def test_unwritable_output_fails_before_training(tokens, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(CheckpointError, match="cannot write to"):
+        make_trainer(tokens, tmp_path / "file" / "run").fit()
+
+
+def test_disk_full_during_checkpoint_keeps_previous(tokens, tmp_path: Path, monkeypatch) -> None:
+    import llm_train.checkpoint as checkpoint
+
+    trainer = make_trainer(tokens, tmp_path / "run")
+    real_save = checkpoint.save_file
+
+    def full_disk(tensors, path):
+        if trainer.step >= 8:
+            raise OSError(28, "No space left on device")
+        return real_save(tensors, path)
+
+    monkeypatch.setattr(checkpoint, "save_file", full_disk)
+    with pytest.raises(
+        CheckpointError, match="No space left on device; the previous checkpoints are untouched"
+    ):
+        trainer.fit()
+    assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [4]
+    load_training_checkpoint(tmp_path / "run" / "step-0000004")
+    assert not list((tmp_path / "run").glob(".*tmp*"))
+
+
+def test_corrupt_checkpoint_is_detected(tokens, tmp_path: Path) -> None:
+    make_trainer(tokens, tmp_path / "run", max_steps=4).fit()
+    target = tmp_path / "run" / "step-0000004" / "optimizer.safetensors"
+    data = bytearray(target.read_bytes())
+    data[-3] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"optimizer\.safetensors: checksum mismatch"):
+        load_training_checkpoint(target.parent)
+
+
+def test_plot_from_metrics(tokens, tmp_path: Path) -> None:
+    from llm_train import plot_runs
+
+    make_trainer(tokens, tmp_path / "a", max_steps=8).fit()
+    make_trainer(tokens, tmp_path / "b", max_steps=8, lr=1e-3).fit()
+    out = plot_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "loss.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
