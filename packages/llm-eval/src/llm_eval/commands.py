@@ -1,0 +1,177 @@
+"""The ``scratchlm`` commands of llm-eval: ``evaluate``, ``judge`` and ``serve``.
+
+torch and the servers' packages are imported inside each command so
+``scratchlm --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from llm_core.errors import ConfigError
+
+__all__ = ["evaluate_command", "judge_command", "parse_evaluator_args", "run_evaluator", "serve_command"]
+
+
+def parse_evaluator_args(args: list[str]) -> tuple[list[Any], dict[str, Any]]:
+    """``["ckpt", "--text", "a.txt", "--stride=16", "--hub"]`` -> ``(["ckpt"], {"text": "a.txt", ...})``.
+
+    Values are read as JSON when they parse (numbers, lists, true/false), else as strings;
+    an option without a value is ``True``.
+    """
+    positional: list[Any] = []
+    options: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("--") and len(arg) > 2:
+            key, has_value, raw = arg[2:].partition("=")
+            if not has_value:
+                if i + 1 < len(args) and not args[i + 1].startswith("--"):
+                    raw = args[i + 1]
+                    i += 1
+                else:
+                    raw = "true"
+            options[key.replace("-", "_")] = _value(raw)
+        else:
+            positional.append(_value(arg))
+        i += 1
+    return positional, options
+
+
+def _value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def run_evaluator(name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Look ``name`` up in the evaluators registry, call it, and check the report against its schema."""
+    from llm_core import get_registry
+
+    from llm_eval.reports import check_report
+
+    function = get_registry("evaluators")[name].obj
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        signature = None
+    if signature is not None:
+        params = signature.parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        known = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        unknown = sorted(set(kwargs) - set(known))
+        if unknown and not takes_any:
+            options = ", ".join("--" + n.replace("_", "-") for n in known)
+            raise ConfigError(
+                f"evaluator '{name}': unknown option(s) "
+                f"{', '.join('--' + u.replace('_', '-') for u in unknown)}; "
+                f"it takes: {options}"
+            )
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"evaluator '{name}': {exc}") from None
+    report = function(*args, **kwargs)
+    return check_report(name, report, getattr(function, "schema", ()))
+
+
+def _summary(report: dict[str, Any]) -> str:
+    keys = [k for k, v in report.items() if isinstance(v, (int, float, str)) or v is None]
+    return "\n".join(f"{k}: {report[k]}" for k in keys)
+
+
+def evaluate_command(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Registered evaluator: perplexity, accuracy, mmlu, judge, …")],
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Write the JSON report here (atomically).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON.")] = False,
+) -> None:
+    """Run any registered evaluator; other options go to it, e.g. --checkpoint DIR --text FILE --stride 64."""
+    from llm_eval.reports import json_safe, write_report
+
+    args, kwargs = parse_evaluator_args(list(ctx.args))
+    report = run_evaluator(name, *args, **kwargs)
+    if out is not None:
+        write_report(out, report)
+    typer.echo(json.dumps(json_safe(report), indent=2) if as_json else _summary(report))
+
+
+def judge_command(
+    records: Annotated[
+        Path, typer.Argument(help="JSON list (or JSONL) of {instruction, input, output, model_response}.")
+    ],
+    backend: Annotated[
+        str, typer.Option("--backend", help="ollama or openai (any compatible server).")
+    ] = "ollama",
+    host: Annotated[
+        Optional[str], typer.Option("--host", help="Judge server URL (default http://localhost:11434).")
+    ] = None,
+    model: Annotated[str, typer.Option("--model", help="The judge model's name on the server.")] = "llama3",
+    checkpoint: Annotated[
+        Optional[Path], typer.Option("--checkpoint", help="Generate missing responses with this checkpoint.")
+    ] = None,
+    scores: Annotated[
+        Optional[Path],
+        typer.Option("--scores", help="JSONL of raw replies (resumable); default RECORDS.judge.jsonl."),
+    ] = None,
+    max_tries: Annotated[int, typer.Option("--max-tries", help="Tries per record.")] = 3,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Requests in flight at once.")] = 4,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for one reply.")] = 120.0,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the JSON report here.")] = None,
+    review: Annotated[
+        Optional[Path], typer.Option("--review", help="Write an HTML review page here.")
+    ] = None,
+) -> None:
+    """Score model responses 0-100 with a judge model on an Ollama or OpenAI-compatible server."""
+    from llm_eval.reports import write_report
+
+    report = run_evaluator(
+        "judge",
+        records,
+        scores=scores,
+        backend=backend,
+        host=host,
+        model=model,
+        checkpoint=checkpoint,
+        max_tries=max_tries,
+        concurrency=concurrency,
+        timeout=timeout,
+        review=review,
+    )
+    if out is not None:
+        write_report(out, report)
+    mean = report["mean_score"]
+    typer.echo(
+        f"scored {report['scored']}/{report['records']} "
+        f"(failed {report['failed']}, resumed {report['resumed']}); "
+        f"mean score {'n/a' if mean is None else f'{mean:.2f}'}; replies in {report['scores_file']}"
+    )
+
+
+def serve_command(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Checkpoint directory (config.json + model.safetensors).")
+    ],
+    host: Annotated[str, typer.Option("--host", help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port (11434, Ollama's, by default).")] = 11434,
+    tokenizer: Annotated[
+        Optional[str],
+        typer.Option("--tokenizer", help="Tokenizer name (default: the checkpoint's, else gpt2)."),
+    ] = None,
+    name: Annotated[
+        Optional[str], typer.Option("--name", help="Model name clients use (default: the directory's name).")
+    ] = None,
+) -> None:
+    """Serve a checkpoint with the Ollama (/api/*) and OpenAI (/v1/*) APIs, streaming included."""
+    from llm_eval.server import serve
+
+    typer.echo(f"serving {checkpoint} on http://{host}:{port} (Ctrl-C to stop)", err=True)
+    serve(checkpoint, host, port, tokenizer=tokenizer, name=name)
