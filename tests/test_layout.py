@@ -79,3 +79,10 @@ def test_all_builtin_plugins_load_without_errors() -> None:
     builtins = {item["distribution"]: item for item in data if item["builtin"]}
     assert set(builtins) == set(PACKAGES)
     assert all(item["errors"] == [] for item in builtins.values())
+
+
+def test_cli_help_does_not_import_torch() -> None:
+    code = "import sys; from llm_core.cli import main; main(['--help']); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False"

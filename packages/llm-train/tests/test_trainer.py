@@ -176,3 +176,23 @@ def test_plot_from_metrics(tokens, tmp_path: Path) -> None:
     make_trainer(tokens, tmp_path / "b", max_steps=8, lr=1e-3).fit()
     out = plot_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "loss.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dataset_loader_reshuffles_per_epoch_and_resumes() -> None:
+    from llm_train import DatasetLoader
+
+    def collate(rows):
+        return (torch.tensor(rows),)
+
+    loader = DatasetLoader(list(range(10)), batch_size=3, seed=1, collate=collate)
+    first_epoch = [next(loader)[0].tolist() for _ in range(3)]
+    seen = [i for batch in first_epoch for i in batch]
+    assert len(seen) == len(set(seen)) == 9  # no repeats within an epoch
+    state = loader.state_dict()
+    expected = [next(loader)[0].tolist() for _ in range(4)]
+    assert loader.epoch == 2  # 3 batches of 3 per epoch of 10
+    restored = DatasetLoader(list(range(10)), batch_size=3, seed=1, collate=collate)
+    restored.load_state_dict(state)
+    assert [next(restored)[0].tolist() for _ in range(4)] == expected
+    with pytest.raises(DataError, match="fewer than one batch"):
+        DatasetLoader([1, 2], batch_size=3, seed=0, collate=collate)

@@ -8,47 +8,33 @@ module the models use. ``llm_attention.book`` keeps chapter 3's progression.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from llm_core.exports import distribution_version, lazy_exports
 
-from llm_attention.backends import attention, get_backend, naive_attention, repeat_kv, sdpa_attention
-from llm_attention.book import (
-    BookMultiHeadAttention,
-    CausalAttention,
-    MultiHeadAttentionWrapper,
-    SelfAttentionV1,
-    SelfAttentionV2,
-    simplified_self_attention,
-)
-from llm_attention.kv_cache import KVCache, LayerKVCache
-from llm_attention.masks import attention_mask, causal_mask
-from llm_attention.multihead import MultiHeadAttention
-from llm_attention.rope import SCALING_TYPES, RotaryEmbedding, apply_rotary, rotate_half
+__version__ = distribution_version("llm-attention")
 
-try:
-    __version__ = version("llm-attention")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+#: Public name -> submodule defining it; imported on first use (no torch for `scratchlm --help`).
+_EXPORTS = {
+    "BookMultiHeadAttention": "book",
+    "CausalAttention": "book",
+    "KVCache": "kv_cache",
+    "LayerKVCache": "kv_cache",
+    "MultiHeadAttention": "multihead",
+    "MultiHeadAttentionWrapper": "book",
+    "RotaryEmbedding": "rope",
+    "SCALING_TYPES": "rope",
+    "SelfAttentionV1": "book",
+    "SelfAttentionV2": "book",
+    "apply_rotary": "rope",
+    "attention": "backends",
+    "attention_mask": "masks",
+    "causal_mask": "masks",
+    "get_backend": "backends",
+    "naive_attention": "backends",
+    "repeat_kv": "backends",
+    "rotate_half": "rope",
+    "sdpa_attention": "backends",
+    "simplified_self_attention": "book",
+}
 
-__all__ = [
-    "SCALING_TYPES",
-    "BookMultiHeadAttention",
-    "CausalAttention",
-    "KVCache",
-    "LayerKVCache",
-    "MultiHeadAttention",
-    "MultiHeadAttentionWrapper",
-    "RotaryEmbedding",
-    "SelfAttentionV1",
-    "SelfAttentionV2",
-    "__version__",
-    "apply_rotary",
-    "attention",
-    "attention_mask",
-    "causal_mask",
-    "get_backend",
-    "naive_attention",
-    "repeat_kv",
-    "rotate_half",
-    "sdpa_attention",
-    "simplified_self_attention",
-]
+__all__ = ["__version__", *sorted(_EXPORTS)]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -5,14 +5,14 @@ from __future__ import annotations
 from llm_core import hookimpl
 from llm_core.hookspecs import Register
 
-from llm_attention.backends import naive_attention, sdpa_attention
-
 __all__ = ["register_attention"]
 
 
 @hookimpl
 def register_attention(register: Register) -> None:
     """Register the reference backend ``naive`` and the fused backend ``sdpa``."""
+    from llm_attention.backends import naive_attention, sdpa_attention  # torch: only when attention is used
+
     register(
         "naive",
         naive_attention,

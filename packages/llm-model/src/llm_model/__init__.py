@@ -10,85 +10,34 @@ Names are imported lazily (PEP 562), so loading the plugin for
 
 from __future__ import annotations
 
-import importlib
-from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from llm_core.exports import distribution_version, lazy_exports
 
-if TYPE_CHECKING:
-    from llm_model.blocks import GELU, FeedForward, LayerNorm, TransformerBlock
-    from llm_model.checkpoint import (
-        load_pretrained,
-        read_checkpoint_config,
-        save_pretrained,
-        write_model_files,
-    )
-    from llm_model.config import GPTConfig
-    from llm_model.generation import generate, generate_text, stream_tokens
-    from llm_model.gpt import GPTModel, build_model, count_parameters, model_info
-    from llm_model.hf import export_hf, import_hf
-    from llm_model.presets import PRESETS, get_preset
+__version__ = distribution_version("llm-model")
 
-try:
-    __version__ = version("llm-model")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
-
+#: Public name -> submodule defining it; imported on first use (no torch for `scratchlm --help`).
 _EXPORTS = {
-    "GELU": "blocks",
     "FeedForward": "blocks",
-    "LayerNorm": "blocks",
-    "TransformerBlock": "blocks",
-    "load_pretrained": "checkpoint",
-    "read_checkpoint_config": "checkpoint",
-    "save_pretrained": "checkpoint",
-    "write_model_files": "checkpoint",
+    "GELU": "blocks",
     "GPTConfig": "config",
-    "generate": "generation",
-    "generate_text": "generation",
-    "stream_tokens": "generation",
     "GPTModel": "gpt",
+    "LayerNorm": "blocks",
+    "PRESETS": "presets",
+    "TransformerBlock": "blocks",
     "build_model": "gpt",
     "count_parameters": "gpt",
-    "model_info": "gpt",
     "export_hf": "hf",
-    "import_hf": "hf",
-    "PRESETS": "presets",
+    "generate": "generation",
+    "generate_text": "generation",
     "get_preset": "presets",
+    "import_hf": "hf",
+    "load_pretrained": "checkpoint",
+    "load_weights_into": "checkpoint",
+    "model_info": "gpt",
+    "read_checkpoint_config": "checkpoint",
+    "save_pretrained": "checkpoint",
+    "stream_tokens": "generation",
+    "write_model_files": "checkpoint",
 }
 
-__all__ = [
-    "GELU",
-    "PRESETS",
-    "FeedForward",
-    "GPTConfig",
-    "GPTModel",
-    "LayerNorm",
-    "TransformerBlock",
-    "__version__",
-    "build_model",
-    "count_parameters",
-    "export_hf",
-    "generate",
-    "generate_text",
-    "get_preset",
-    "import_hf",
-    "load_pretrained",
-    "model_info",
-    "read_checkpoint_config",
-    "save_pretrained",
-    "stream_tokens",
-    "write_model_files",
-]
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'llm_model' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"llm_model.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__ = ["__version__", *sorted(_EXPORTS)]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -31,6 +31,7 @@ __all__ = [
     "WEIGHTS_FILE",
     "architecture_of",
     "load_pretrained",
+    "load_weights_into",
     "read_checkpoint_config",
     "save_pretrained",
     "write_model_files",
@@ -276,6 +277,23 @@ def check_tensors(
         )
 
 
+def load_weights_into(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Module:
+    """Load ``directory/model.safetensors`` into an existing ``model``, validating every tensor.
+
+    For models whose structure the caller builds itself (a classifier head, LoRA
+    layers, a training run being resumed); tied tensors stored once are re-tied.
+    """
+    weights_path = Path(directory) / WEIGHTS_FILE
+    found = _read_weights(weights_path)
+    expected, aliases = unique_tensors(model)
+    check_tensors(expected, found, where=str(weights_path))
+    result = model.load_state_dict(found, strict=False)
+    leftover = [k for k in result.missing_keys if k not in aliases]
+    if leftover:  # pragma: no cover - check_tensors already reported them
+        raise CheckpointError(f"{weights_path}: missing tensors {', '.join(leftover)}")
+    return model
+
+
 def load_pretrained(
     directory: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
 ) -> nn.Module:
@@ -292,13 +310,6 @@ def load_pretrained(
     if not isinstance(dtype, torch.dtype):
         raise CheckpointError(f"{directory / CONFIG_FILE}: expected a torch dtype name, found {dtype_name!r}")
     model.to(dtype=dtype)
-    weights_path = directory / WEIGHTS_FILE
-    found = _read_weights(weights_path)
-    expected, aliases = unique_tensors(model)
-    check_tensors(expected, found, where=str(weights_path))
-    result = model.load_state_dict(found, strict=False)
-    leftover = [k for k in result.missing_keys if k not in aliases]
-    if leftover:  # pragma: no cover - check_tensors already reported them
-        raise CheckpointError(f"{weights_path}: missing tensors {', '.join(leftover)}")
+    load_weights_into(model, directory)
     model.checkpoint_config = dict(data)  # type: ignore[assignment]
     return model.to(map_location).eval()

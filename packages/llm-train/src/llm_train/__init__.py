@@ -2,54 +2,44 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from llm_core.exports import distribution_version, lazy_exports
 
-from llm_train.checkpoint import find_latest_checkpoint, load_training_checkpoint, save_training_checkpoint
-from llm_train.config import TrainConfig, load_train_config
-from llm_train.distributed import DistributedContext, init_distributed
-from llm_train.losses import calc_loss_batch, calc_loss_loader, perplexity
-from llm_train.metrics import MetricsWriter, read_metrics
-from llm_train.optimizers import build_optimizer, param_groups
-from llm_train.plots import plot_runs
-from llm_train.pretrain import build_trainer, load_training_tokens, pretrain
-from llm_train.schedules import constant, lr_multiplier, warmup_cosine, wsd
-from llm_train.tasks import BatchLoader, LanguageModeling, Task
-from llm_train.trainer import Trainer, TrainingError, TrainingInterrupted, TrainResult
+__version__ = distribution_version("llm-train")
 
-try:
-    __version__ = version("llm-train")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+#: Public name -> submodule defining it; imported on first use (no torch for `scratchlm --help`).
+_EXPORTS = {
+    "BatchLoader": "tasks",
+    "DatasetLoader": "tasks",
+    "DistributedContext": "distributed",
+    "LanguageModeling": "tasks",
+    "MetricsWriter": "metrics",
+    "Task": "tasks",
+    "TrainConfig": "config",
+    "TrainResult": "trainer",
+    "Trainer": "trainer",
+    "TrainingError": "trainer",
+    "TrainingInterrupted": "trainer",
+    "build_optimizer": "optimizers",
+    "build_trainer": "pretrain",
+    "calc_loss_batch": "losses",
+    "calc_loss_loader": "losses",
+    "constant": "schedules",
+    "find_latest_checkpoint": "checkpoint",
+    "init_distributed": "distributed",
+    "load_train_config": "config",
+    "load_training_checkpoint": "checkpoint",
+    "load_training_tokens": "pretrain",
+    "lr_multiplier": "schedules",
+    "next_token_loss": "tasks",
+    "param_groups": "optimizers",
+    "perplexity": "losses",
+    "plot_runs": "plots",
+    "pretrain": "pretrain",
+    "read_metrics": "metrics",
+    "save_training_checkpoint": "checkpoint",
+    "warmup_cosine": "schedules",
+    "wsd": "schedules",
+}
 
-__all__ = [
-    "BatchLoader",
-    "DistributedContext",
-    "LanguageModeling",
-    "MetricsWriter",
-    "Task",
-    "TrainConfig",
-    "TrainResult",
-    "Trainer",
-    "TrainingError",
-    "TrainingInterrupted",
-    "__version__",
-    "build_optimizer",
-    "build_trainer",
-    "calc_loss_batch",
-    "calc_loss_loader",
-    "constant",
-    "find_latest_checkpoint",
-    "init_distributed",
-    "load_train_config",
-    "load_training_checkpoint",
-    "load_training_tokens",
-    "lr_multiplier",
-    "param_groups",
-    "perplexity",
-    "plot_runs",
-    "pretrain",
-    "read_metrics",
-    "save_training_checkpoint",
-    "warmup_cosine",
-    "wsd",
-]
+__all__ = ["__version__", *sorted(_EXPORTS)]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

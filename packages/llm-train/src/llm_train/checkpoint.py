@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from llm_core.config_io import write_json_atomic
 from llm_core.errors import CheckpointError
-from llm_model import load_pretrained, write_model_files
+from llm_model import load_pretrained, load_weights_into, write_model_files
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -170,11 +170,15 @@ def prune_checkpoints(run_dir: Path, keep_last: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def load_training_checkpoint(path: Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+def load_training_checkpoint(
+    path: Path, model: nn.Module | None = None
+) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     """Verify and load a checkpoint: ``(model, optimizer_state_dict, trainer_state)``.
 
     Every file's sha256 is checked against ``trainer_state.json``; a mismatch,
     a truncated file or malformed JSON raises :class:`CheckpointError` naming the file.
+    The weights go into ``model`` when given (any structure: a classifier, LoRA
+    layers), else into a model built from ``config.json``.
     """
     path = Path(path)
     state_path = path / STATE_FILE
@@ -196,7 +200,7 @@ def load_training_checkpoint(path: Path) -> tuple[nn.Module, dict[str, Any], dic
                 f"{file}: checksum mismatch (the file is corrupt or was modified); "
                 f"delete {path} to resume from an older checkpoint"
             )
-    model = load_pretrained(path)
+    model = load_pretrained(path) if model is None else load_weights_into(model, path)
     try:
         tensors = load_file(str(path / OPTIMIZER_FILE))
     except (SafetensorError, OSError) as exc:

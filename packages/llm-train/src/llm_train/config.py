@@ -20,7 +20,9 @@ class TrainConfig:
     data: str = ""
     arch: str = "gpt2"
     preset: Optional[str] = "tiny"
-    model: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(
+        default_factory=dict
+    )  # overrides of the preset; vocab_size defaults to the tokenizer's
     tokenizer: str = "gpt2"
     val_fraction: float = 0.1
     max_steps: Optional[int] = None

@@ -57,6 +57,9 @@ def register_commands(cli: typer.Typer) -> None:
         arch: Optional[str] = typer.Option(
             None, "--arch", help="Registered architecture name [default: gpt2]."
         ),
+        tokenizer: Optional[str] = typer.Option(
+            None, "--tokenizer", help="Registered tokenizer name or a BPE .json file [default: gpt2]."
+        ),
         preset: Optional[str] = typer.Option(
             None, "--preset", help="Model preset, e.g. tiny, small, gpt2-124m [default: tiny]."
         ),
@@ -108,6 +111,7 @@ def register_commands(cli: typer.Typer) -> None:
             data=data,
             arch=arch,
             preset=preset,
+            tokenizer=tokenizer,
             max_steps=max_steps,
             epochs=epochs,
             batch_size=batch_size,

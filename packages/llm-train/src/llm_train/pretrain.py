@@ -51,7 +51,8 @@ def build_trainer(config: TrainConfig, out_dir: str | Path) -> Trainer:
         config.data, tokenizer=config.tokenizer, val_fraction=config.val_fraction
     )
     torch.manual_seed(config.seed)
-    model = build_model(config.arch, preset=config.preset, **config.model)
+    model_options = {"vocab_size": tokenizer.n_vocab, **config.model}  # the tokenizer sizes the vocabulary
+    model = build_model(config.arch, preset=config.preset, **model_options)
     if model.config.vocab_size < tokenizer.n_vocab:
         raise ConfigError(
             f"the model's vocab_size={model.config.vocab_size} is smaller than tokenizer "

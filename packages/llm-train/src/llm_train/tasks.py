@@ -8,7 +8,7 @@ resume, metrics, DDP.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -17,7 +17,7 @@ from llm_core.errors import DataError
 from llm_data import WindowLoader
 from torch import nn
 
-__all__ = ["BatchLoader", "LanguageModeling", "Task", "eval_windows"]
+__all__ = ["BatchLoader", "DatasetLoader", "LanguageModeling", "Task", "eval_windows", "next_token_loss"]
 
 Batch = tuple[torch.Tensor, ...]
 
@@ -56,6 +56,57 @@ class Task(Protocol):
     def tokens(self, batch: Batch) -> int:
         """Tokens in a batch (for ``tokens_seen``)."""
         ...
+
+    # Optional: ``checkpoint_config() -> dict`` adds keys to every checkpoint's config.json
+    # (a classifier's labels, LoRA settings), so the finetuned model can be rebuilt.
+
+
+class DatasetLoader:
+    """Endless batches from a map-style dataset, reshuffled each epoch from ``(seed, epoch)``.
+
+    ``collate`` turns a list of examples into a tuple of tensors (batch first).
+    The state is ``{"epoch", "position"}``, so a restored loader yields exactly
+    the batches the original would have. The last incomplete batch of an
+    epoch is dropped.
+    """
+
+    def __init__(
+        self,
+        dataset: Sequence[Any],
+        *,
+        batch_size: int,
+        seed: int,
+        collate: Callable[[list[Any]], Batch],
+    ) -> None:
+        if len(dataset) < batch_size:
+            raise DataError(
+                f"the dataset has {len(dataset)} examples, fewer than one batch ({batch_size}); "
+                "use a smaller --batch-size"
+            )
+        self.dataset, self.batch_size, self.seed, self.collate = dataset, batch_size, seed, collate
+        self.epoch, self.position = 0, 0
+        self._order = self._permutation()
+
+    def _permutation(self) -> np.ndarray:
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.dataset))
+
+    def __iter__(self) -> DatasetLoader:
+        return self
+
+    def __next__(self) -> Batch:
+        if self.position + self.batch_size > len(self.dataset):
+            self.epoch, self.position = self.epoch + 1, 0
+            self._order = self._permutation()
+        indices = self._order[self.position : self.position + self.batch_size]
+        self.position += self.batch_size
+        return self.collate([self.dataset[int(i)] for i in indices])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self._order = self._permutation()
 
 
 def eval_windows(n_tokens: int, context_length: int, count: int) -> list[int]:

@@ -189,7 +189,7 @@ class Trainer:
         """Write a checkpoint (rank 0 only): ``step-N`` by default, or ``name``."""
         path = None
         if self.dist.is_main:
-            extra = {"tokenizer": self.config.tokenizer}
+            extra = {"tokenizer": self.config.tokenizer, **getattr(self.task, "checkpoint_config", dict)()}
             try:
                 path = save_training_checkpoint(
                     self.run_dir,
@@ -216,7 +216,7 @@ class Trainer:
             raise CheckpointError(
                 f"{self.run_dir}: no checkpoint to resume from (expected step-N directories)"
             )
-        loaded, optimizer_state, state = load_training_checkpoint(latest)
+        _, optimizer_state, state = load_training_checkpoint(latest, self.model)
         saved = TrainConfig(**{**state["config"]}).fingerprint()
         current = self.config.fingerprint()
         differences = [
@@ -228,7 +228,6 @@ class Trainer:
                 f"({'; '.join(differences)}); "
                 "use the same settings or a new --out"
             )
-        self.model.load_state_dict(loaded.state_dict())
         self.optimizer.load_state_dict(optimizer_state)
         self.loader.load_state_dict(state["data"])
         restore_rng_state(state["rng"])
