@@ -102,7 +102,7 @@ def typecheck(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """Install everything and run `scratchlm demo` (pass options after --)."""
     install_torch(session)
-    session.install(*[f"packages/{p}" for p in PACKAGES], "packages/llm-data[gpt2-offline]", "packages/llm-train[plots]")
+    session.install(*[f"packages/{p}" for p in PACKAGES], "packages/llm-train[plots]")
     session.run("scratchlm", "demo", *session.posargs)
 
 

@@ -211,6 +211,7 @@ def prepare_corpus(
                         finish_document(spill_path, n_tokens)
                         sources.append({"name": files[current][1], "tokens": n_tokens})
                     current, spill, n_tokens = doc, spill_path.open("wb"), 0
+                assert spill is not None
                 spill.write(ids.astype("<u4", copy=False).tobytes())
                 n_tokens += len(ids)
             if spill is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,7 @@ class TokenArray:
     (slices may span shards).
     """
 
-    def __init__(self, arrays: list[np.ndarray]) -> None:
+    def __init__(self, arrays: Sequence[np.ndarray]) -> None:
         self._arrays = [a for a in arrays if len(a)]
         sizes = [len(a) for a in self._arrays]
         self._offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)

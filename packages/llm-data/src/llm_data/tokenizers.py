@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 from llm_core.errors import DataError
 
@@ -115,7 +115,7 @@ def get_tokenizer(name: str | os.PathLike[str] = "gpt2") -> Tokenizer:
         if path.suffix == ".json":
             from llm_data.bpe import BPETokenizer
 
-            return BPETokenizer.load(path)
+            return cast(Tokenizer, BPETokenizer.load(path))
         name = str(name)
     from llm_core import get_registry
 

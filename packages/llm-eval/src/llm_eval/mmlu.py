@@ -142,7 +142,7 @@ def load_mmlu_hub(
         if len(choices) != 4 or not 0 <= int(row["answer"]) < 4:
             raise DataError(f"cais/mmlu {split} row {number}: expected 4 choices and an answer 0-3")
         out.setdefault(row["subject"], []).append(
-            MMLUQuestion(row["question"], choices, LETTERS[int(row["answer"])], f"cais/mmlu:{split}:{number}")  # type: ignore[arg-type]
+            MMLUQuestion(row["question"], choices, LETTERS[int(row["answer"])], f"cais/mmlu:{split}:{number}")
         )
     return dict(sorted(out.items()))
 
@@ -245,7 +245,7 @@ def score_mmlu(
                 prompts.append(ids)
                 cropped += was_cropped
                 shots_used += k
-            letters = []
+            letters: list[str] = []
             for start in range(0, len(prompts), batch_size):
                 chunk = prompts[start : start + batch_size]
                 width = max(len(p) for p in chunk)

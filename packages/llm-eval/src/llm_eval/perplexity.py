@@ -186,7 +186,7 @@ def evaluate_perplexity(
     else:
         from llm_data import load_prepared
 
-        tokens = load_prepared(prepared, split)  # type: ignore[arg-type]
+        tokens = load_prepared(prepared, split)
         source = f"{prepared} ({split})"
     if max_tokens is not None:
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 2:

@@ -438,9 +438,10 @@ def create_app(runner: ModelRunner) -> Any:
                 prompt = chat_prompt(_messages(body))
                 options = _ollama_options(body, CHAT_STOP)
             else:
-                prompt = body.get("prompt")
-                if not isinstance(prompt, str):
-                    raise RequestError(422, f"prompt: expected a string, got {prompt!r}", param="prompt")
+                raw_prompt = body.get("prompt")
+                if not isinstance(raw_prompt, str):
+                    raise RequestError(422, f"prompt: expected a string, got {raw_prompt!r}", param="prompt")
+                prompt = raw_prompt
                 if isinstance(body.get("system"), str) and body["system"]:
                     prompt = f"{body['system']}\n\n{prompt}"
                 options = _ollama_options(body)
@@ -522,13 +523,14 @@ def create_app(runner: ModelRunner) -> Any:
                 prompt = chat_prompt(_messages(body))
                 options = _openai_options(body, DEFAULT_MAX_TOKENS, CHAT_STOP)
             else:
-                prompt = body.get("prompt")
-                if isinstance(prompt, list) and len(prompt) == 1:
-                    prompt = prompt[0]
-                if not isinstance(prompt, str):
+                raw_prompt = body.get("prompt")
+                if isinstance(raw_prompt, list) and len(raw_prompt) == 1:
+                    raw_prompt = raw_prompt[0]
+                if not isinstance(raw_prompt, str):
                     raise RequestError(
                         422, "prompt: expected a string (one prompt per request)", param="prompt"
                     )
+                prompt = raw_prompt
                 options = _openai_options(body, 16)
             ids = runner.encode(prompt)
             usage_in_stream = bool((body.get("stream_options") or {}).get("include_usage"))

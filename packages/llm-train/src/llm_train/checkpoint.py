@@ -67,7 +67,8 @@ def _fsync_tree(directory: Path) -> None:
 def capture_rng_state() -> dict[str, Any]:
     """Python, NumPy and torch RNG states as JSON-serialisable values."""
     version, internal, gauss = random.getstate()
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    np_state: Any = np.random.get_state()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np_state
     return {
         "python": [version, list(internal), gauss],
         "numpy": [np_name, np_keys.tolist(), np_pos, np_has_gauss, np_gauss],

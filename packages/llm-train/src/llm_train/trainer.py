@@ -86,7 +86,8 @@ class Trainer:
         self.device = torch.device(config.device)
         self.run_dir = Path(run_dir)
         self.tokenizer = tokenizer
-        model_context = model.config.context_length
+        model_config: Any = model.config
+        model_context: int = model_config.context_length
         self.context_length = config.context_length or model_context
         if self.context_length > model_context:
             raise ConfigError(
