@@ -96,3 +96,30 @@ def test_every_kind_has_a_documented_hook() -> None:
         spec = getattr(hookspecs, f"register_{kind}")
         assert spec.__doc__ and "``obj`` must be" in spec.__doc__
     assert hookspecs.register_commands.__doc__
+
+
+def test_load_tokenizer_by_name_and_by_file(register_plugin: Any, tmp_path: Any) -> None:
+    from llm_core import DataError, load_tokenizer
+
+    class Saved:
+        def __init__(self, path: str | None = None) -> None:
+            self.path = path
+
+    class Provider:
+        @hookimpl
+        def register_tokenizers(self, register: Any) -> None:
+            register("kit-saved", Saved, file_format="kit-v1")
+
+    register_plugin(Provider(), "kit-tokenizers")
+    assert load_tokenizer("kit-saved").path is None
+    saved = tmp_path / "tok.json"
+    saved.write_text('{"format": "kit-v1"}')
+    assert load_tokenizer(str(saved)).path == str(saved)
+    saved.write_text('{"format": "other"}')
+    with pytest.raises(PluginError, match="no registered tokenizer reads format 'other'"):
+        load_tokenizer(str(saved))
+    with pytest.raises(DataError, match="tokenizer file not found"):
+        load_tokenizer(str(tmp_path / "missing.json"))
+    saved.write_text("[1, 2]")
+    with pytest.raises(DataError, match="expected a saved tokenizer"):
+        load_tokenizer(str(saved))

@@ -45,3 +45,17 @@ def test_pretrain_bad_input_is_one_line(tmp_path: Path, capsys, extra: list[str]
 def test_pretrain_missing_data(tmp_path: Path, capsys) -> None:
     assert main(["pretrain", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 2
     assert "expected a directory made by `scratchlm prepare` or a UTF-8 .txt file" in capsys.readouterr().err
+
+
+def test_demo_smoke(tmp_path: Path, capsys) -> None:
+    """The README's first command, with a handful of steps: every stage runs and reports."""
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--max-steps", "6"]) == 0
+    out = capsys.readouterr().out
+    assert "Before training: The Python interpreter" in out
+    assert "After training:  The Python interpreter" in out
+    assert "Validation loss:" in out
+    assert (tmp_path / "demo" / "run" / "final" / "model.safetensors").is_file()
+    assert (tmp_path / "demo" / "loss.png").is_file()
+    config = json.loads((tmp_path / "demo" / "run" / "final" / "config.json").read_text())
+    assert config["vocab_size"] == 4096 and config["tokenizer"].endswith("tokenizer.json")
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--max-steps", "6"]) == 2  # finished runs are kept

@@ -16,7 +16,7 @@ from llm_core.errors import (
     ScratchLMError,
 )
 from llm_core.hookspecs import hookimpl
-from llm_core.manager import PluginManager, get_manager, get_registry, reset_manager
+from llm_core.manager import PluginManager, get_manager, get_registry, load_tokenizer, reset_manager
 from llm_core.registry import KINDS, Entry, Registry
 
 try:
@@ -39,5 +39,6 @@ __all__ = [
     "get_manager",
     "get_registry",
     "hookimpl",
+    "load_tokenizer",
     "reset_manager",
 ]

@@ -9,6 +9,7 @@ third-party plugins load; an empty value loads built-ins only.
 from __future__ import annotations
 
 import importlib.metadata as metadata
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 import pluggy
 
 from llm_core import hookspecs
-from llm_core.errors import PluginError
+from llm_core.errors import DataError, PluginError
 from llm_core.registry import KINDS, Entry, Registry
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "PluginProblem",
     "get_manager",
     "get_registry",
+    "load_tokenizer",
     "reset_manager",
 ]
 
@@ -240,3 +242,28 @@ def reset_manager(manager: PluginManager | None = None) -> None:
 def get_registry(kind: str) -> Registry:
     """Shortcut for ``get_manager().registry(kind)``."""
     return get_manager().registry(kind)
+
+
+def load_tokenizer(reference: str) -> Any:
+    """The tokenizer a checkpoint or option refers to: a registered name, or a saved ``.json`` file.
+
+    A file names its ``"format"``; the tokenizer registered with the meta
+    ``file_format=<that format>`` loads it (its factory is called with the path).
+    """
+    registry = get_registry("tokenizers")
+    if not reference.endswith(".json"):
+        return registry.get_obj(reference)()
+    try:
+        with open(reference, encoding="utf-8") as handle:
+            file_format = json.load(handle).get("format")
+    except FileNotFoundError:
+        raise DataError(
+            f"{reference}: tokenizer file not found; pass a registered name or a saved .json"
+        ) from None
+    except (OSError, ValueError, AttributeError) as exc:
+        raise DataError(
+            f"{reference}: expected a saved tokenizer (JSON with a 'format' key): {exc}"
+        ) from None
+    for entry in registry.find("file_format", file_format):
+        return entry.obj(reference)
+    raise PluginError(f"{reference}: no registered tokenizer reads format {file_format!r}")

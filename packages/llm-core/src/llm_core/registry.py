@@ -104,6 +104,14 @@ class Registry(Mapping[str, Entry]):
         """Return the object registered as ``name`` (raises :class:`PluginError`)."""
         return self[name].obj
 
+    def find(self, key: str, value: Any) -> list[Entry]:
+        """Entries whose metadata has ``key == value`` (ambiguous names excluded)."""
+        return [
+            e
+            for n, e in sorted(self._entries.items())
+            if n not in self._conflicts and e.meta.get(key) == value
+        ]
+
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._entries))
 

@@ -20,11 +20,11 @@ def gpt2_tokenizer() -> Any:
     return GPT2Tokenizer()
 
 
-def bpe_tokenizer() -> Any:
-    """An untrained byte-level BPE (256 bytes + ``<|endoftext|>``); train with ``BPETokenizer.train``."""
+def bpe_tokenizer(path: str | None = None) -> Any:
+    """A BPE tokenizer saved at ``path``, else an untrained byte-level one (256 bytes + ``<|endoftext|>``)."""
     from llm_data.bpe import BPETokenizer
 
-    return BPETokenizer()
+    return BPETokenizer() if path is None else BPETokenizer.load(path)
 
 
 def simple_tokenizer() -> Any:
@@ -69,7 +69,12 @@ def register_tokenizers(register: Any) -> None:
     register(
         "gpt2", gpt2_tokenizer, description="GPT-2 BPE via tiktoken (offline with llm-data[gpt2-offline])"
     )
-    register("bpe", bpe_tokenizer, description="byte-level BPE trained from scratch (untrained: bytes only)")
+    register(
+        "bpe",
+        bpe_tokenizer,
+        description="byte-level BPE trained from scratch; a saved .json loads by path",
+        file_format="scratchlm-bpe",
+    )
     register("simple", simple_tokenizer, description="the book's word-level SimpleTokenizerV2 (teaching)")
 
 

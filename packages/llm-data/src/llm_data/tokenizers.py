@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from pathlib import Path
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from llm_core.errors import DataError
 
@@ -110,16 +109,10 @@ def get_tokenizer(name: str | os.PathLike[str] = "gpt2") -> Tokenizer:
     (a ``.json`` file). An unknown name raises the registry's :class:`~llm_core.errors.PluginError`
     listing the registered names.
     """
-    if not isinstance(name, str) or name.endswith(".json"):
-        path = Path(name)
-        if path.suffix == ".json":
-            from llm_data.bpe import BPETokenizer
+    from llm_core import load_tokenizer
 
-            return cast(Tokenizer, BPETokenizer.load(path))
-        name = str(name)
-    from llm_core import get_registry
-
-    tokenizer = get_registry("tokenizers")[name].obj()
+    name = str(name)
+    tokenizer = load_tokenizer(name)
     if all(hasattr(tokenizer, a) for a in ("encode", "decode", "n_vocab", "eot_token")):
         return tokenizer
     return _Adapter(tokenizer, name)

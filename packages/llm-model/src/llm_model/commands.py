@@ -50,9 +50,9 @@ def model_info_command(
 
 
 def _tokenizer(name: str) -> Any:
-    from llm_core import get_registry
+    from llm_core import load_tokenizer
 
-    return get_registry("tokenizers")[name].obj()
+    return load_tokenizer(name)
 
 
 def generate_command(

@@ -81,7 +81,7 @@ def prepare_demo_data(data_dir: Path, echo: Callable[[str], None]) -> tuple[Path
 def run_demo(
     out_dir: str | Path = "runs/demo",
     *,
-    max_steps: int = 1000,
+    max_steps: int = 400,
     seed: int = 123,
     echo: Callable[[str], None] = print,
 ) -> DemoResult:

@@ -148,7 +148,7 @@ def register_commands(cli: typer.Typer) -> None:
             None, "--out", help="Where to put everything [default: runs/demo-<time>]."
         ),
         max_steps: int = typer.Option(
-            600, "--max-steps", help="Training steps (about 3-5 minutes on 2 CPU cores)."
+            400, "--max-steps", help="Training steps (about 3 minutes on 2 idle CPU cores)."
         ),
         seed: int = typer.Option(123, "--seed", help="Seed of the whole run."),
     ) -> None:
