@@ -117,5 +117,5 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Side-by-side benchmarks against Hugging Face transformers (`-- --quick` for 5 minutes)."""
     install_all(session)
-    session.install("transformers")
+    session.install("transformers>=4.40")
     session.run("python", "benchmarks/run.py", *session.posargs)

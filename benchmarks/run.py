@@ -1,0 +1,391 @@
+"""scratchlm side by side with its peers, in one run: `nox -s bench` (`-- --quick` for ~5 minutes).
+
+Every measurement runs in its own subprocess (so each gets its own peak RSS),
+and repetitions are interleaved across implementations: this machine is
+noisy, so we report medians and ratios measured in the same run, never a
+lone absolute time. Writes benchmarks/results/<date>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+# -- workers (run in a subprocess each) ---------------------------------------------------------
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _shape(spec: str) -> dict[str, int]:
+    emb, layers, heads, ctx, vocab = (int(x) for x in spec.split("x"))
+    return {"emb_dim": emb, "n_layers": layers, "n_heads": heads, "context_length": ctx, "vocab_size": vocab}
+
+
+def _build(impl: str, shape: dict[str, int]) -> Any:
+    import torch
+
+    torch.manual_seed(0)
+    if impl.startswith("scratchlm"):
+        from llm_model import build_model
+
+        attention = "naive" if impl == "scratchlm-naive" else "sdpa"
+        model = build_model(
+            "gpt2", **shape, drop_rate=0.0, qkv_bias=True, tie_weights=True, attention=attention
+        )
+        return torch.compile(model) if impl == "scratchlm-compile" else model
+    if impl == "hf":
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        config = GPT2Config(
+            n_embd=shape["emb_dim"],
+            n_layer=shape["n_layers"],
+            n_head=shape["n_heads"],
+            n_positions=shape["context_length"],
+            vocab_size=shape["vocab_size"],
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+        )
+        model = GPT2LMHeadModel(config)
+
+        class Logits(torch.nn.Module):
+            def __init__(self, inner: Any) -> None:
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, idx: Any) -> Any:
+                return self.inner(idx).logits
+
+        return Logits(model)
+    if impl == "textbook":
+        sys.path.insert(0, str(HERE))
+        from textbook import GPTModel
+
+        return GPTModel({**shape, "drop_rate": 0.0})
+    raise ValueError(impl)
+
+
+def worker_train(impl: str, spec: str, batch: int, steps: int) -> dict[str, Any]:
+    import torch
+
+    shape = _shape(spec)
+    model = _build(impl, shape)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randint(0, shape["vocab_size"], (batch, shape["context_length"]))
+    y = torch.randint(0, shape["vocab_size"], (batch, shape["context_length"]))
+    times = []
+    for step in range(steps + 2):  # two warm-up steps (compilation, allocator)
+        start = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step >= 2:
+            times.append(time.perf_counter() - start)
+    params = sum(p.numel() for p in model.parameters())
+    return {
+        "tokens_per_s": x.numel() / statistics.median(times),
+        "peak_rss_mb": _peak_rss_mb(),
+        "params": params,
+    }
+
+
+def worker_generate(impl: str, spec: str, batch: int, new_tokens: int) -> dict[str, Any]:
+    import torch
+
+    shape = _shape(spec)
+    model = _build("hf" if impl == "hf" else "scratchlm-sdpa", shape).eval()
+    prompt = torch.randint(0, shape["vocab_size"], (batch, 16))
+    with torch.no_grad():
+        start = time.perf_counter()
+        if impl == "hf":
+            model.inner.generation_config.pad_token_id = 0
+            out = model.inner.generate(
+                prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False
+            )
+        else:
+            from llm_model import generate
+
+            out = generate(model, prompt, new_tokens, use_cache=impl == "cache")
+        seconds = time.perf_counter() - start
+    assert out.shape == (batch, 16 + new_tokens), out.shape
+    return {"tokens_per_s": batch * new_tokens / seconds, "peak_rss_mb": _peak_rss_mb()}
+
+
+def worker_prepare(impl: str, corpus: str, workers: int) -> dict[str, Any]:
+    size = Path(corpus).stat().st_size
+    start = time.perf_counter()
+    if impl == "tiktoken":
+        from llm_data import gpt2_encoding
+
+        encoding = gpt2_encoding()
+        with open(corpus, encoding="utf-8") as handle:
+            total = sum(
+                len(encoding.encode_ordinary(chunk)) for chunk in iter(lambda: handle.read(1 << 22), "")
+            )
+    else:
+        from llm_data import prepare_corpus
+
+        with tempfile.TemporaryDirectory() as tmp:
+            prepare_corpus([corpus], Path(tmp) / "out", tokenizer="gpt2", val_fraction=0.0, workers=workers)
+            total = json.loads((Path(tmp) / "out" / "index.json").read_text()).get("tokens", 0)
+    seconds = time.perf_counter() - start
+    return {"mb_per_s": size / 1e6 / seconds, "peak_rss_mb": _peak_rss_mb(), "tokens": total}
+
+
+def worker_matmul(n: int) -> dict[str, Any]:
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(10):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return {"gflops": 2 * n**3 / statistics.median(times) / 1e9}
+
+
+WORKERS = {
+    "train": worker_train,
+    "generate": worker_generate,
+    "prepare": worker_prepare,
+    "matmul": worker_matmul,
+}
+
+
+# -- the runner ----------------------------------------------------------------------------------
+
+
+def run_worker(kind: str, **kwargs: Any) -> dict[str, Any]:
+    args = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--args", json.dumps(kwargs)]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=3600)
+    if result.returncode != 0:
+        return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def train_flops_per_token(spec: str, params: int) -> float:
+    """6 x (parameters in matmuls) + 12 x layers x width x context (PaLM's estimate, forward + backward)."""
+    s = _shape(spec)
+    matmul_params = params - s["context_length"] * s["emb_dim"]  # position embeddings do no matmul
+    return 6 * matmul_params + 12 * s["n_layers"] * s["emb_dim"] * s["context_length"]
+
+
+def make_corpus(path: Path, megabytes: int) -> None:
+    """A deterministic English-like corpus: CPython's documentation repeated."""
+    from llm_data import python_docs_text
+
+    text = python_docs_text()
+    with path.open("w", encoding="utf-8") as handle:
+        written = 0
+        while written < megabytes * 1_000_000:
+            handle.write(text)
+            written += len(text.encode("utf-8"))
+
+
+def plan(quick: bool) -> dict[str, Any]:
+    if quick:
+        return {
+            "reps": 3,
+            "train": [("256x4x4x256x50257", 4, 3)],
+            "train_impls": ["scratchlm-naive", "scratchlm-sdpa", "hf", "textbook"],
+            "generate": [("256x4x4x256x50257", 1, 50), ("256x4x4x256x50257", 8, 50)],
+            "prepare_mb": 20,
+            "matmul": 1024,
+        }
+    return {
+        "reps": 3,
+        "train": [("256x4x4x256x50257", 8, 5), ("768x12x12x256x50257", 2, 3), ("768x12x12x1024x50257", 1, 2)],
+        "train_impls": ["scratchlm-naive", "scratchlm-sdpa", "scratchlm-compile", "hf", "textbook"],
+        "generate": [("768x12x12x1024x50257", 1, 200), ("768x12x12x1024x50257", 8, 200)],
+        "prepare_mb": 1000,
+        "matmul": 2048,
+    }
+
+
+def median_of(rows: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in rows if key in r]
+    return statistics.median(values) if values else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small shapes and corpus, about 5 minutes")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--args", help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.worker:
+        print(json.dumps(WORKERS[options.worker](**json.loads(options.args))))
+        return 0
+
+    p = plan(options.quick)
+    raw: dict[str, list[dict[str, Any]]] = {}
+
+    def record(key: str, result: dict[str, Any]) -> None:
+        raw.setdefault(key, []).append(result)
+        print(f"{key}: {result}", flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus.txt"
+        make_corpus(corpus, p["prepare_mb"])
+        for _ in range(p["reps"]):  # interleave: every implementation once per repetition
+            record("matmul", run_worker("matmul", n=p["matmul"]))
+            for spec, batch, steps in p["train"]:
+                for impl in p["train_impls"]:
+                    record(
+                        f"train|{spec}|b{batch}|{impl}",
+                        run_worker("train", impl=impl, spec=spec, batch=batch, steps=steps),
+                    )
+            for spec, batch, new in p["generate"]:
+                for impl in ("cache", "nocache", "hf"):
+                    record(
+                        f"generate|{spec}|b{batch}|{impl}",
+                        run_worker("generate", impl=impl, spec=spec, batch=batch, new_tokens=new),
+                    )
+            for impl, workers in (("tiktoken", 1), ("scratchlm", 1), ("scratchlm", 2)):
+                record(
+                    f"prepare|{impl}|w{workers}",
+                    run_worker("prepare", impl=impl, corpus=str(corpus), workers=workers),
+                )
+
+    peak = median_of(raw["matmul"], "gflops") or float("nan")
+    summary: dict[str, Any] = {"matmul_gflops_fp32": peak, "train": [], "generate": [], "prepare": []}
+    for spec, batch, _ in p["train"]:
+        hf = median_of(raw[f"train|{spec}|b{batch}|hf"], "tokens_per_s")
+        hf_mem = median_of(raw[f"train|{spec}|b{batch}|hf"], "peak_rss_mb")
+        for impl in p["train_impls"]:
+            rows = raw[f"train|{spec}|b{batch}|{impl}"]
+            tps, mem = median_of(rows, "tokens_per_s"), median_of(rows, "peak_rss_mb")
+            params = next((r["params"] for r in rows if "params" in r), None)
+            mfu = tps * train_flops_per_token(spec, params) / (peak * 1e9) if tps and params else None
+            summary["train"].append(
+                {
+                    "shape": spec,
+                    "batch": batch,
+                    "impl": impl,
+                    "tokens_per_s": tps,
+                    "peak_rss_mb": mem,
+                    "vs_hf": tps / hf if tps and hf else None,
+                    "rss_vs_hf": mem / hf_mem if mem and hf_mem else None,
+                    "mfu": mfu,
+                    "errors": [r["error"] for r in rows if "error" in r],
+                }
+            )
+    for spec, batch, new in p["generate"]:
+        values = {
+            i: median_of(raw[f"generate|{spec}|b{batch}|{i}"], "tokens_per_s")
+            for i in ("cache", "nocache", "hf")
+        }
+        summary["generate"].append(
+            {
+                "shape": spec,
+                "batch": batch,
+                "new_tokens": new,
+                **{f"{k}_tokens_per_s": v for k, v in values.items()},
+                "cache_vs_hf": values["cache"] / values["hf"] if values["cache"] and values["hf"] else None,
+                "cache_vs_nocache": values["cache"] / values["nocache"]
+                if values["cache"] and values["nocache"]
+                else None,
+            }
+        )
+    base = median_of(raw["prepare|tiktoken|w1"], "mb_per_s")
+    for key in ("prepare|tiktoken|w1", "prepare|scratchlm|w1", "prepare|scratchlm|w2"):
+        mbps, mem = median_of(raw[key], "mb_per_s"), median_of(raw[key], "peak_rss_mb")
+        summary["prepare"].append(
+            {
+                "impl": key,
+                "corpus_mb": p["prepare_mb"],
+                "mb_per_s": mbps,
+                "peak_rss_mb": mem,
+                "vs_tiktoken": mbps / base if mbps and base else None,
+            }
+        )
+
+    import torch
+
+    machine = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+    stamp = time.strftime("%Y-%m-%d")
+    options.out.mkdir(parents=True, exist_ok=True)
+    name = f"{stamp}{'-quick' if options.quick else ''}"
+    (options.out / f"{name}.json").write_text(
+        json.dumps({"machine": machine, "summary": summary, "raw": raw}, indent=2)
+    )
+    (options.out / f"{name}.md").write_text(markdown(machine, summary, options.quick))
+    print((options.out / f"{name}.md").read_text())
+    return 0
+
+
+def _fmt(value: Any, spec: str = ".0f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def markdown(machine: dict[str, Any], s: dict[str, Any], quick: bool) -> str:
+    lines = [
+        f"# Benchmarks ({'quick' if quick else 'full'}), {time.strftime('%Y-%m-%d')}",
+        "",
+        f"Machine: {machine['processor']}, {machine['cpus']} CPUs, torch {machine['torch']} "
+        f"({machine['threads']} threads), {machine['platform']}. Measured fp32 matmul peak: "
+        f"{s['matmul_gflops_fp32']:.1f} GFLOP/s. Medians of interleaved repetitions, one process each.",
+        "",
+        "## Training (forward + backward + AdamW)",
+        "",
+        "| shape (emb x layers x heads x ctx x vocab) | batch | implementation | tokens/s | vs transformers | peak RSS MB | RSS vs transformers | MFU |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in s["train"]:
+        lines.append(
+            f"| {r['shape']} | {r['batch']} | {r['impl']} | {_fmt(r['tokens_per_s'])} | {_fmt(r['vs_hf'], '.2f')}x "
+            f"| {_fmt(r['peak_rss_mb'])} | {_fmt(r['rss_vs_hf'], '.2f')} | {_fmt(r['mfu'] and 100 * r['mfu'], '.1f')}% |"
+        )
+    lines += [
+        "",
+        "## Generation (greedy, prompt 16 tokens)",
+        "",
+        "| shape | batch | new tokens | KV cache tok/s | no cache tok/s | transformers tok/s | cache vs transformers | cache vs no cache |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in s["generate"]:
+        lines.append(
+            f"| {r['shape']} | {r['batch']} | {r['new_tokens']} | {_fmt(r['cache_tokens_per_s'])} | "
+            f"{_fmt(r['nocache_tokens_per_s'])} | {_fmt(r['hf_tokens_per_s'])} | {_fmt(r['cache_vs_hf'], '.2f')}x | "
+            f"{_fmt(r['cache_vs_nocache'], '.2f')}x |"
+        )
+    lines += [
+        "",
+        "## Data preparation (GPT-2 BPE)",
+        "",
+        "| implementation | corpus MB | MB/s | vs bare tiktoken | peak RSS MB |",
+        "|---|---|---|---|---|",
+    ]
+    for r in s["prepare"]:
+        lines.append(
+            f"| {r['impl']} | {r['corpus_mb']} | {_fmt(r['mb_per_s'], '.2f')} | {_fmt(r['vs_tiktoken'], '.2f')}x | {_fmt(r['peak_rss_mb'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
