@@ -33,6 +33,7 @@ class TrainConfig:
     optimizer: str = "adamw"
     lr: float = 4e-4
     weight_decay: float = 0.1
+    betas: Optional[list[float]] = None  # Adam-family betas [default: the optimizer's own]
     decay_all: bool = False
     scheduler: str = "constant"
     warmup_steps: int = 0
@@ -71,6 +72,8 @@ class TrainConfig:
             raise ConfigError(f"max_steps={self.max_steps} must be >= 1")
         if self.epochs is not None and self.epochs <= 0:
             raise ConfigError(f"epochs={self.epochs} must be > 0")
+        if self.betas is not None and (len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas)):
+            raise ConfigError(f"betas={self.betas} must be two numbers in [0, 1), for example [0.9, 0.95]")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"grad_clip={self.grad_clip} must be > 0 (or null to turn clipping off)")
 

@@ -114,6 +114,7 @@ class Trainer:
             lr=config.lr,
             weight_decay=config.weight_decay,
             decay_all=config.decay_all,
+            **({"betas": tuple(config.betas)} if config.betas is not None else {}),
         )
         get_registry("schedulers").get_obj(config.scheduler)  # unknown names fail before training
         self.callbacks = [get_registry("callbacks").get_obj(name)() for name in config.callbacks]
