@@ -59,3 +59,32 @@ def test_demo_smoke(tmp_path: Path, capsys) -> None:
     config = json.loads((tmp_path / "demo" / "run" / "final" / "config.json").read_text())
     assert config["vocab_size"] == 4096 and config["tokenizer"].endswith("tokenizer.json")
     assert main(["demo", "--out", str(tmp_path / "demo"), "--max-steps", "6"]) == 2  # finished runs are kept
+
+
+def test_pretrain_reads_a_toml_config_and_named_options_win(tmp_path: Path) -> None:
+    text = tmp_path / "t.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 100)
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f'data = "{text}"\npreset = "tiny"\nbatch_size = 2\ncontext_length = 16\nmax_steps = 50\n'
+        "lr = 1e-3\nprogress = false\nbetas = [0.9, 0.99]\n[model]\nn_layers = 1\n"
+    )
+    out = tmp_path / "run"
+    assert main(["pretrain", "--config", str(config), "--max-steps", "2", "--out", str(out)]) == 0
+    saved = json.loads((out / "train_config.json").read_text())
+    assert saved["max_steps"] == 2 and saved["lr"] == 1e-3 and saved["betas"] == [0.9, 0.99]
+    assert json.loads((out / "final" / "config.json").read_text())["n_layers"] == 1
+
+
+def test_tensorboard_callback_without_tensorboard_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+
+        pytest.skip("tensorboard is installed")
+    except ImportError:
+        pass
+    text = tmp_path / "t.txt"
+    text.write_text("hello world " * 200)
+    args = ["pretrain", "--data", str(text), "--out", str(tmp_path / "r"), "--max-steps", "1"]
+    assert main([*args, "--set", 'callbacks=["tensorboard"]']) == 2
+    assert "pip install tensorboard" in capsys.readouterr().err
