@@ -106,6 +106,27 @@ def demo(session: nox.Session) -> None:
     session.run("scratchlm", "demo", *session.posargs)
 
 
+#: The book-path examples with tiny settings: (script, arguments).
+EXAMPLES = [
+    ("examples/ch02_tokenize.py", ["--vocab-size", "400"]),
+    ("examples/ch02_windows_embeddings.py", []),
+    ("examples/ch03_attention.py", []),
+    ("examples/ch04_gpt_model.py", []),
+    ("examples/ch05_pretrain.py", ["--steps", "20"]),
+    ("examples/ch05_load_gpt2.py", []),
+    ("examples/ch07_evaluate.py", []),
+]
+
+
+@nox.session(python=PYTHON, tags=["ci"])
+def examples(session: nox.Session) -> None:
+    """Smoke-run every example script of the guided path with tiny settings."""
+    install_all(session)
+    session.install("transformers>=4.40")
+    for script, arguments in EXAMPLES:
+        session.run("python", script, *arguments, *session.posargs)
+
+
 @nox.session(python=PYTHON)
 def docs(session: nox.Session) -> None:
     """Build the documentation site with mkdocs --strict."""

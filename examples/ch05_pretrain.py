@@ -1,0 +1,44 @@
+"""Chapter 5: pretrain on a text file, watch the losses, plot them, resume.
+
+python examples/ch05_pretrain.py --text the-verdict.txt --steps 200 --out runs/verdict
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from llm_data import python_docs_text
+from llm_train import TrainConfig, plot_runs, pretrain
+
+parser = argparse.ArgumentParser(description=__doc__)
+parser.add_argument(
+    "--text", type=Path, help="a UTF-8 text file [default: a slice of Python's documentation]"
+)
+parser.add_argument("--steps", type=int, default=200)
+parser.add_argument("--out", type=Path, help="run directory [default: a temporary one]")
+args = parser.parse_args()
+
+out = args.out or Path(tempfile.mkdtemp()) / "run"
+text = args.text
+if text is None:
+    text = out.parent / "corpus.txt"
+    text.parent.mkdir(parents=True, exist_ok=True)
+    text.write_text(python_docs_text()[:100_000], encoding="utf-8")
+config = TrainConfig(
+    data=str(text),
+    preset="tiny",
+    context_length=64,
+    batch_size=8,
+    max_steps=args.steps,
+    lr=1e-3,
+    eval_every=max(1, args.steps // 5),
+    checkpoint_every=max(1, args.steps // 2),
+    sample_every=0,
+    progress=False,
+)
+result = pretrain(config, out)
+print(f"validation loss {result.initial_val_loss:.2f} -> {result.val_loss:.2f} after {result.steps} steps")
+print("loss plot:", plot_runs([out], out / "loss.png"))
+assert result.val_loss < result.initial_val_loss
