@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from llm_model import GPTConfig, GPTModel
 
 TINY = {"vocab_size": 97, "context_length": 32, "emb_dim": 32, "n_heads": 4, "n_layers": 2, "drop_rate": 0.0}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from llm_model import GELU, FeedForward, GPTConfig, LayerNorm, TransformerBlock
 from llm_model.blocks import MultiHeadAttention
 

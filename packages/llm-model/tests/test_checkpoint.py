@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
+
 from llm_core.errors import CheckpointError, ConfigError, PluginError
 from llm_model import GPTModel, load_pretrained, read_checkpoint_config, save_pretrained, write_model_files
-from safetensors.torch import load_file, save_file
 
 
 def test_round_trip_restores_config_and_logits(model: GPTModel, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from llm_core import hookimpl
 from llm_core.cli import main
 from llm_model import GPTModel, load_pretrained, save_pretrained

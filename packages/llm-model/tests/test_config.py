@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from llm_core.errors import ConfigError, PluginError
 from llm_model import PRESETS, GPTConfig, GPTModel, build_model, count_parameters, get_preset, model_info
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from llm_core.conformance import checks_for
 from llm_core.testing import conformance_cases
 from llm_model import GPTModel

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from llm_core.errors import ConfigError
 from llm_model import GPTModel, generate, generate_text, stream_tokens
 from llm_model.generation import _next_token

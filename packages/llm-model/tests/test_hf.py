@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
+
 from llm_core.errors import CheckpointError, ConfigError, MissingDependencyError
 from llm_model import GPTModel, export_hf, generate, import_hf
-from safetensors.torch import load_file, save_file
 
 transformers = pytest.importorskip("transformers")
 
@@ -121,8 +122,8 @@ def test_unsupported_hf_configs_are_config_errors(small_hf: tuple[Any, Path], tm
     (tmp_path / "config.json").write_text(json.dumps({**config, "activation_function": "relu"}))
     with pytest.raises(ConfigError, match="expected a tanh-approximated GELU"):
         import_hf(tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": "llama"}))
-    with pytest.raises(ConfigError, match="expected model_type 'gpt2'"):
+    (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": "bert"}))
+    with pytest.raises(ConfigError, match="model_type 'bert' is not supported; expected one of gpt2, llama"):
         import_hf(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps(config))
     (tmp_path / "model.safetensors").write_bytes(b"\x80\x04pickle")

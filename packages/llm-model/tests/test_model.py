@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
+
 from llm_core.errors import ConfigError
 from llm_model import GPTModel
 

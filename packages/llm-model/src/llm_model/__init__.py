@@ -1,8 +1,9 @@
-"""llm-model: GPT-2 family models, text generation, checkpoints and Hugging Face weight import/export.
+"""llm-model: GPT-2, Llama, Mistral and Phi models, generation, checkpoints, Hugging Face import/export.
 
 Everything here follows chapters 4-5 of "Build a Large Language Model (From
-Scratch)"; attention comes from :mod:`llm_attention`. ``gpt2`` is registered
-as an architecture (with its presets) through the scratchlm plugin hooks.
+Scratch)"; attention comes from :mod:`llm_attention`. ``gpt2``, ``llama``,
+``mistral`` and ``phi`` are registered as architectures (with their presets)
+through the scratchlm plugin hooks.
 
 Names are imported lazily (PEP 562), so loading the plugin for
 ``scratchlm --help`` does not import torch.
@@ -20,8 +21,23 @@ _EXPORTS = {
     "GELU": "blocks",
     "GPTConfig": "config",
     "GPTModel": "gpt",
+    "LLAMA_PRESETS": "presets",
     "LayerNorm": "blocks",
+    "LlamaBlock": "llama",
+    "LlamaConfig": "llama",
+    "LlamaModel": "llama",
+    "MISTRAL_PRESETS": "presets",
+    "MistralConfig": "llama",
+    "MistralModel": "llama",
+    "PHI_PRESETS": "presets",
     "PRESETS": "presets",
+    "PhiBlock": "phi",
+    "PhiConfig": "phi",
+    "PhiMLP": "phi",
+    "PhiModel": "phi",
+    "RMSNorm": "norms",
+    "RotaryDecoder": "decoder",
+    "SwiGLUFeedForward": "llama",
     "TransformerBlock": "blocks",
     "build_model": "gpt",
     "count_parameters": "gpt",

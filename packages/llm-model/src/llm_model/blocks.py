@@ -11,9 +11,9 @@ import math
 from typing import Any
 
 import torch
-from llm_attention import MultiHeadAttention
 from torch import nn
 
+from llm_attention import MultiHeadAttention
 from llm_model.config import GPTConfig
 
 __all__ = ["GELU", "FeedForward", "LayerNorm", "TransformerBlock"]

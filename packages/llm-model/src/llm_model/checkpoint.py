@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
 from llm_core.config_io import config_from_dict, config_to_dict
 from llm_core.errors import CheckpointError, ConfigError, PluginError
-from torch import nn
 
 __all__ = [
     "CONFIG_FILE",

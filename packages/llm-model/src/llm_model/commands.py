@@ -32,8 +32,8 @@ def model_info_command(
 ) -> None:
     """Show parameter counts and fp32 size of an architecture preset (built without allocating weights)."""
     import torch
-    from llm_core.config_io import config_to_dict, parse_override
 
+    from llm_core.config_io import config_to_dict, parse_override
     from llm_model.gpt import build_model, model_info
 
     values = dict(parse_override(text) for text in overrides or [])
@@ -139,19 +139,24 @@ def generate_command(
 def import_hf_command(
     src: Annotated[
         str,
-        typer.Argument(help="Local Hugging Face GPT-2 directory, or a hub repo id (needs the [hub] extra)."),
+        typer.Argument(
+            help="Local Hugging Face directory (gpt2, llama, mistral or phi), or a hub repo id ([hub] extra)."
+        ),
     ],
     out: Annotated[Path, typer.Argument(help="Checkpoint directory to write.")],
     tokenizer: Annotated[
-        str, typer.Option("--tokenizer", help="Tokenizer name to record.")
-    ] = DEFAULT_TOKENIZER,
+        Optional[str],
+        typer.Option("--tokenizer", help="Tokenizer to record [default: gpt2 for GPT-2 weights, else none]."),
+    ] = None,
 ) -> None:
-    """Import GPT-2 weights in the Hugging Face layout as a scratchlm checkpoint."""
+    """Import weights in the Hugging Face layout (GPT-2, Llama, Mistral, Phi) as a scratchlm checkpoint."""
     from llm_model.checkpoint import save_pretrained
     from llm_model.gpt import model_info
     from llm_model.hf import import_hf
 
     model = import_hf(src)
+    if tokenizer is None and getattr(model, "architecture", None) == "gpt2":
+        tokenizer = DEFAULT_TOKENIZER
     save_pretrained(model, out, tokenizer=tokenizer)
     typer.echo(f"imported {model_info(model)['parameters']:,} parameters from {src} into {out}")
 
@@ -160,9 +165,9 @@ def export_hf_command(
     checkpoint: Annotated[Path, typer.Argument(help="scratchlm checkpoint directory.")],
     out: Annotated[Path, typer.Argument(help="Directory for the Hugging Face files.")],
 ) -> None:
-    """Export a GPT-2 checkpoint in the Hugging Face layout (loadable by transformers)."""
+    """Export a checkpoint in the Hugging Face layout of its family (loadable by transformers)."""
     from llm_model.checkpoint import load_pretrained
     from llm_model.hf import export_hf
 
     export_hf(load_pretrained(checkpoint), out)
-    typer.echo(f"exported {checkpoint} to {out} (Hugging Face GPT-2 layout)")
+    typer.echo(f"exported {checkpoint} to {out} (Hugging Face layout)")

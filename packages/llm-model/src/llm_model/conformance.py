@@ -1,7 +1,7 @@
 """Conformance checks for every registered architecture (run by ``pytest --scratchlm-conformance``).
 
 Each check builds a tiny, dropout-free instance of the architecture: the
-entry's ``tiny`` preset when it has one, else ``config_class`` defaults, with
+entry's ``tiny`` (or ``<name>-tiny``) preset when it has one, else ``config_class`` defaults, with
 the usual size fields (``vocab_size``, ``context_length``, ``emb_dim``,
 ``n_heads``, ``n_layers``, ``drop_rate``) shrunk where the config has them.
 What an architecture must provide beyond ``forward(idx)``: ``forward(idx,
@@ -15,10 +15,11 @@ import tempfile
 from typing import Any
 
 import torch
+from torch import nn
+
 from llm_core import get_registry
 from llm_core.config_io import config_from_dict
 from llm_core.conformance import check
-from torch import nn
 
 __all__ = [
     "gradients_reach_every_parameter",
@@ -37,7 +38,7 @@ def tiny_instance(name: str, model_class: Any, *, seed: int = 0) -> Any:
     entry = get_registry("architectures")[name]
     presets = entry.meta.get("presets") or {}
     fields = {f.name for f in dataclasses.fields(model_class.config_class)}
-    values = dict(presets.get("tiny", {}))
+    values = dict(presets.get("tiny") or presets.get(f"{name}-tiny") or {})
     values.update({k: v for k, v in _TINY.items() if k in fields})
     config = config_from_dict(model_class.config_class, values, source=f"{name} tiny conformance config")
     torch.manual_seed(seed)

@@ -28,9 +28,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
-from llm_core.errors import ConfigError
 from torch import nn
 
+from llm_core.errors import ConfigError
 from llm_model.gpt import cache_length
 
 __all__ = ["generate", "generate_text", "stream_tokens"]

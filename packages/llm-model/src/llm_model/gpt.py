@@ -6,11 +6,11 @@ import math
 from typing import Any
 
 import torch
+from torch import nn
+
 from llm_attention import KVCache
 from llm_core.config_io import config_from_dict
 from llm_core.errors import ConfigError
-from torch import nn
-
 from llm_model.blocks import LayerNorm, TransformerBlock
 from llm_model.config import GPTConfig
 

@@ -11,6 +11,9 @@ The Hugging Face GPT-2 (``GPT2LMHeadModel``) differs from ours in layout only:
 * older files carry the causal-mask buffers ``attn.bias``/``attn.masked_bias``,
   which are not weights and are ignored.
 
+``import_hf``/``export_hf`` hand Llama, Mistral and Phi files (by
+``model_type``) and models to :mod:`llm_model.hf_families`.
+
 ``transformers`` is never imported here: files are read and written with
 safetensors. Downloading by hub repo id needs the optional ``hub`` extra.
 """
@@ -24,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from llm_core.errors import CheckpointError, ConfigError, MissingDependencyError
 from torch import nn
 
+from llm_core.errors import CheckpointError, ConfigError, MissingDependencyError
 from llm_model.checkpoint import check_tensors
 from llm_model.config import GPTConfig
 from llm_model.gpt import GPTModel
@@ -71,19 +74,33 @@ def _resolve(src: str | os.PathLike[str]) -> Path:
     return Path(snapshot_download(repo_id, allow_patterns=["config.json", "model.safetensors"]))
 
 
-def _read_hf_config(directory: Path) -> GPTConfig:
+def _read_hf_json(directory: Path) -> dict[str, Any]:
+    """The Hugging Face ``config.json`` of ``directory`` as a dict."""
     path = directory / "config.json"
     try:
         hf = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CheckpointError(
-            f"{path}: expected a Hugging Face GPT-2 config.json, found no such file"
-        ) from None
+        raise CheckpointError(f"{path}: expected a Hugging Face config.json, found no such file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: expected a JSON object, found unreadable content ({exc})") from None
     if not isinstance(hf, dict):
         raise CheckpointError(f"{path}: expected a JSON object, found {type(hf).__name__}")
-    return _config_from_hf(hf, path)
+    return hf
+
+
+def read_hf_weights(directory: Path) -> dict[str, torch.Tensor]:
+    """The tensors of ``directory/model.safetensors`` (on the CPU), or a :class:`CheckpointError`."""
+    from safetensors.torch import load_file
+
+    path = directory / "model.safetensors"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: expected the weights as model.safetensors, found no such file")
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as exc:  # safetensors' own error types
+        raise CheckpointError(
+            f"{path}: expected a safetensors file, found a file that cannot be read as one ({exc})"
+        ) from None
 
 
 def _config_from_hf(hf: dict[str, Any], path: Path) -> GPTConfig:
@@ -179,28 +196,27 @@ def _hf_to_ours(hf: Mapping[str, torch.Tensor], config: GPTConfig) -> dict[str, 
     return ours
 
 
-def import_hf(src: str | os.PathLike[str], *, dtype: torch.dtype = torch.float32) -> GPTModel:
-    """Load GPT-2 weights in the Hugging Face layout into a :class:`GPTModel` (eval mode).
+def import_hf(src: str | os.PathLike[str], *, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """Load weights in the Hugging Face layout into the matching architecture (eval mode).
 
     ``src``: a local directory with ``config.json`` + ``model.safetensors``
-    (as written by ``GPT2LMHeadModel.save_pretrained``), or a hub repo id
+    (as written by ``*ForCausalLM.save_pretrained``), or a hub repo id
     (``openai-community/gpt2`` … ``gpt2-xl``, or the short ``gpt2``,
     ``gpt2-medium``, ``gpt2-large``, ``gpt2-xl``), which needs the ``hub`` extra.
-    Every missing or mis-shaped tensor is reported at once.
+    ``config.json``'s ``model_type`` picks the architecture: ``gpt2``
+    (:class:`GPTModel`), ``llama``, ``mistral`` or ``phi`` (see
+    :mod:`llm_model.hf_families`). Every missing or mis-shaped tensor is reported at once.
     """
-    from safetensors.torch import load_file
-
     directory = _resolve(src)
-    config = _read_hf_config(directory)
+    hf = _read_hf_json(directory)
+    model_type = hf.get("model_type", "gpt2")
+    if model_type != "gpt2":
+        from llm_model.hf_families import import_hf_family
+
+        return import_hf_family(directory, hf, dtype=dtype)
+    config = _config_from_hf(hf, directory / "config.json")
     path = directory / "model.safetensors"
-    if not path.is_file():
-        raise CheckpointError(f"{path}: expected the weights as model.safetensors, found no such file")
-    try:
-        raw = load_file(str(path), device="cpu")
-    except Exception as exc:  # safetensors' own error types
-        raise CheckpointError(
-            f"{path}: expected a safetensors file, found a file that cannot be read as one ({exc})"
-        ) from None
+    raw = read_hf_weights(directory)
     tensors = {name.removeprefix("transformer."): t for name, t in raw.items()}
     tensors = {n: t for n, t in tensors.items() if not n.endswith(_IGNORED_SUFFIXES)}
     if config.tie_weights:
@@ -249,18 +265,22 @@ def hf_config(config: GPTConfig) -> dict[str, Any]:
 
 
 def export_hf(model: nn.Module, out_dir: str | os.PathLike[str]) -> Path:
-    """Write ``model`` in the Hugging Face GPT-2 layout (``config.json`` + ``model.safetensors``).
+    """Write ``model`` in the Hugging Face layout of its family (``config.json`` + ``model.safetensors``).
 
-    ``transformers.GPT2LMHeadModel.from_pretrained(out_dir)`` loads the result.
+    A GPT-2 model: ``transformers.GPT2LMHeadModel.from_pretrained(out_dir)`` loads the result.
+    Llama, Mistral and Phi models: see :func:`llm_model.hf_families.export_hf_family`.
     Models without query/key/value biases get zero biases (Hugging Face's
     ``Conv1D`` always has one); grouped-query models cannot be exported.
     """
-    from llm_core.config_io import write_json_atomic
     from safetensors.torch import save_file
+
+    from llm_core.config_io import write_json_atomic
 
     config: Any = getattr(model, "config", None)
     if not isinstance(config, GPTConfig):
-        raise ConfigError(f"export_hf: expected a GPT-2 model (GPTConfig), found {type(config).__name__}")
+        from llm_model.hf_families import export_hf_family
+
+        return export_hf_family(model, out_dir)
     if config.kv_heads != config.n_heads:
         raise ConfigError(
             f"export_hf: GPT-2 has one key/value head per query head, found n_kv_heads={config.n_kv_heads} "

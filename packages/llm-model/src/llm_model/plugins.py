@@ -1,4 +1,4 @@
-"""llm-model's built-in plugin: the ``gpt2`` architecture and the model commands."""
+"""llm-model's built-in plugin: the gpt2, llama, mistral and phi architectures and the model commands."""
 
 from __future__ import annotations
 
@@ -12,15 +12,35 @@ __all__ = ["register_architectures", "register_commands"]
 
 @hookimpl
 def register_architectures(register: Register) -> None:
-    """Register ``gpt2``: :class:`llm_model.GPTModel` with its presets."""
+    """Register ``gpt2``, ``llama``, ``mistral`` and ``phi`` with their presets."""
     from llm_model.gpt import GPTModel
-    from llm_model.presets import PRESETS
+    from llm_model.llama import LlamaModel, MistralModel
+    from llm_model.phi import PhiModel
+    from llm_model.presets import LLAMA_PRESETS, MISTRAL_PRESETS, PHI_PRESETS, PRESETS
 
     register(
         "gpt2",
         GPTModel,
         presets={name: dict(values) for name, values in PRESETS.items()},
         description="GPT-2 (the book's GPTModel): learned positions, pre-LayerNorm, GELU MLP",
+    )
+    register(
+        "llama",
+        LlamaModel,
+        presets={name: dict(values) for name, values in LLAMA_PRESETS.items()},
+        description="Llama 2/3: RoPE, RMSNorm, SwiGLU, grouped-query attention, no biases",
+    )
+    register(
+        "mistral",
+        MistralModel,
+        presets={name: dict(values) for name, values in MISTRAL_PRESETS.items()},
+        description="Mistral: Llama with sliding-window attention",
+    )
+    register(
+        "phi",
+        PhiModel,
+        presets={name: dict(values) for name, values in PHI_PRESETS.items()},
+        description="Phi-1/1.5/2: parallel attention + MLP on one LayerNorm, partial RoPE, biases",
     )
 
 
