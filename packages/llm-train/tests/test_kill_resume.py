@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 import torch
-from llm_train.checkpoint import find_latest_checkpoint
 from tiny_setup import weights
+
+from llm_train.checkpoint import list_checkpoints
 
 SCRIPT = """
 import sys
@@ -39,23 +40,35 @@ def start(run_dir: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", SCRIPT, str(run_dir)], env=env, stderr=subprocess.PIPE)
 
 
+def latest_step(run_dir: Path) -> int:
+    checkpoints = list_checkpoints(run_dir)
+    return checkpoints[-1][0] if checkpoints else -1
+
+
 def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
     reference = start(tmp_path / "reference")
     assert reference.wait(timeout=300) == 0, reference.stderr.read().decode()
     rng = random.Random(1234)
     run_dir = tmp_path / "killed"
-    kills, kills_after_a_checkpoint = 0, 0
-    while kills < 4:
+    kills = 0
+    for _ in range(4):
         process = start(run_dir)
-        time.sleep(rng.uniform(2.5, 6.0))
+        before = latest_step(run_dir)
+        deadline = time.monotonic() + 120
+        while (
+            len(list_checkpoints(run_dir)) <= before
+            and process.poll() is None
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)  # each round makes progress: wait for a new checkpoint ...
+        time.sleep(rng.uniform(0.0, 1.5))  # ... then kill at a random moment (mid-step or mid-write)
         if process.poll() is not None:
             break  # finished before the kill
         process.send_signal(signal.SIGKILL)
         process.wait()
         kills += 1
-        kills_after_a_checkpoint += find_latest_checkpoint(run_dir) is not None
     final = start(run_dir)
     assert final.wait(timeout=300) == 0, final.stderr.read().decode()
-    assert kills_after_a_checkpoint >= 1
+    assert kills >= 2
     expected, got = weights(tmp_path / "reference" / "final"), weights(run_dir / "final")
     assert all(torch.equal(expected[k], got[k]) for k in expected)
