@@ -13,6 +13,9 @@ import os
 import nox
 
 nox.options.default_venv_backend = "virtualenv"
+# pip caches wheels built from local directories under their file:// URL, so an unchanged
+# version number would reinstall a stale build of a scratchlm package: never cache here.
+os.environ["PIP_NO_CACHE_DIR"] = "1"
 nox.options.error_on_missing_interpreters = True
 
 PACKAGES = [
@@ -106,6 +109,13 @@ def demo(session: nox.Session) -> None:
     install_torch(session)
     session.install(*[f"packages/{p}" for p in PACKAGES], "packages/llm-train[plots]")
     session.run("scratchlm", "demo", *session.posargs)
+
+
+@nox.session(python=PYTHON, tags=["ci"])
+def plugins(session: nox.Session) -> None:
+    """The example plugin packages: install each, run its tests and the conformance suite."""
+    install_torch(session)
+    session.run("bash", "examples/plugins/test_all.sh", f"{session.bin}/python", external=True, env=TEST_ENV)
 
 
 #: The book-path examples with tiny settings: (script, arguments).

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
 from llm_data import GPTDatasetV1, get_tokenizer
 from llm_model import build_model, generate_text
 from llm_train import DatasetLoader, TrainConfig, Trainer, calc_loss_loader, next_token_loss, read_metrics
-from torch import nn
 
 BOOK = {"initial_train": 10.99, "initial_val": 10.99, "final_train": 0.39, "final_val": 6.45}
 

@@ -86,3 +86,14 @@ def test_cli_help_does_not_import_torch() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_no_unsafe_deserialisation_in_sources() -> None:
+    unsafe = re.compile(r"\bpickle\b|\beval\(|torch\.load\((?![^)]*weights_only=True)")
+    offenders = []
+    for path in (ROOT / "packages").rglob("src/**/*.py"):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if unsafe.search(code) and "model.eval()" not in code and ".eval()" not in code:
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert offenders == []

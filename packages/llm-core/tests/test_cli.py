@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from llm_core import __version__, reset_manager
 from llm_core.cli import EXIT_ERROR, main
 

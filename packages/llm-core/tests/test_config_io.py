@@ -11,6 +11,7 @@ from typing import Literal, Optional
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from llm_core import ConfigError
 from llm_core.config_io import (
     config_from_dict,

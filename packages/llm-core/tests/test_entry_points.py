@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata as metadata
 
 import pytest
+
 from llm_core import PluginError, PluginManager
 
 

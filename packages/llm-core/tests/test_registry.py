@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from llm_core import KINDS, PluginError, PluginManager, get_registry, hookimpl, hookspecs
 
 

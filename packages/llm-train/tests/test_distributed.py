@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from llm_train import read_metrics
 from llm_train.checkpoint import load_training_checkpoint
 

@@ -7,10 +7,11 @@ import math
 
 import pytest
 import torch
+from torch import nn
+
 from llm_core import PluginError, get_registry
 from llm_train import calc_loss_batch, calc_loss_loader, lr_multiplier, param_groups, perplexity
 from llm_train.optimizers import build_optimizer
-from torch import nn
 
 
 class Bigram(nn.Module):

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_setup import tiny_config, weights
+
 from llm_core.errors import CheckpointError, ConfigError, DataError
 from llm_model import build_model
 from llm_train import Trainer, TrainingError, TrainingInterrupted, read_metrics
 from llm_train.checkpoint import list_checkpoints, load_training_checkpoint
 from llm_train.tasks import LanguageModeling
-from tiny_setup import tiny_config, weights
 
 
 def make_trainer(tokens: np.ndarray, run_dir: Path, **overrides) -> Trainer:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from llm_train import TrainConfig
 from safetensors.torch import load_file
+
+from llm_train import TrainConfig
 
 VOCAB = 96
 

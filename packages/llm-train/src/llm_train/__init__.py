@@ -9,6 +9,7 @@ __version__ = distribution_version("llm-train")
 #: Public name -> submodule defining it; imported on first use (no torch for `scratchlm --help`).
 _EXPORTS = {
     "BatchLoader": "tasks",
+    "CompareResult": "compare",
     "DatasetLoader": "tasks",
     "DistributedContext": "distributed",
     "LanguageModeling": "tasks",
@@ -20,12 +21,14 @@ _EXPORTS = {
     "TrainingError": "trainer",
     "TrainingInterrupted": "trainer",
     "build_optimizer": "optimizers",
+    "compare": "compare",
     "build_trainer": "pretrain",
     "calc_loss_batch": "losses",
     "calc_loss_loader": "losses",
     "constant": "schedules",
     "find_latest_checkpoint": "checkpoint",
     "init_distributed": "distributed",
+    "load_sweep": "compare",
     "load_train_config": "config",
     "load_training_checkpoint": "checkpoint",
     "load_training_tokens": "pretrain",

@@ -21,12 +21,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from llm_core.config_io import write_json_atomic
-from llm_core.errors import CheckpointError
-from llm_model import load_pretrained, load_weights_into, write_model_files
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from llm_core.config_io import write_json_atomic
+from llm_core.errors import CheckpointError
+from llm_model import load_pretrained, load_weights_into, write_model_files
 
 __all__ = [
     "STATE_FILE",

@@ -14,7 +14,6 @@ from pathlib import Path
 from llm_core.errors import ConfigError
 from llm_data import BPETokenizer, get_tokenizer, prepare_corpus, python_docs_text
 from llm_model import generate_text
-
 from llm_train.config import TrainConfig
 from llm_train.plots import plot_runs
 from llm_train.pretrain import build_trainer

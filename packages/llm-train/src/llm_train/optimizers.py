@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from llm_core import get_registry
 from torch import nn
+
+from llm_core import get_registry
 
 __all__ = ["adam", "adamw", "build_optimizer", "param_groups", "sgd"]
 

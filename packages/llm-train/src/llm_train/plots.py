@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from llm_core.errors import DataError, MissingDependencyError
-
 from llm_train.metrics import read_metrics
 
 __all__ = ["plot_runs"]

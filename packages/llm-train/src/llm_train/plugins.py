@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+
 from llm_core import hookimpl
 
 __all__ = ["register_callbacks", "register_commands", "register_optimizers", "register_schedulers"]
@@ -44,7 +45,7 @@ def register_callbacks(register: Any) -> None:
 
 @hookimpl
 def register_commands(cli: typer.Typer) -> None:
-    """``pretrain``, ``plot`` and ``demo``."""
+    """``pretrain``, ``compare``, ``plot`` and ``demo``."""
 
     @cli.command("pretrain")
     def pretrain_command(
@@ -102,7 +103,6 @@ def register_commands(cli: typer.Typer) -> None:
     ) -> None:
         """Pretrain a GPT-style model; final weights go to OUT/final/model.safetensors."""
         from llm_core.config_io import parse_override
-
         from llm_train.config import load_train_config
         from llm_train.pretrain import pretrain
 
@@ -130,6 +130,24 @@ def register_commands(cli: typer.Typer) -> None:
         val = "n/a" if result.val_loss is None else f"{result.val_loss:.4f}"
         typer.echo(f"done: {result.steps} steps, {result.tokens_seen} tokens, val loss {val}")
         typer.echo(f"final weights: {result.final_dir / 'model.safetensors'}")
+
+    @cli.command("compare")
+    def compare_command(
+        sweep: Path = typer.Argument(..., help="A TOML sweep: a [base] table and [[variant]] tables."),
+        out: Path = typer.Option(..., "--out", help="Where the runs, compare.md/.json and the plot go."),
+        processes: bool = typer.Option(
+            False, "--processes", help="Train each variant in its own process (per-variant peak RSS)."
+        ),
+    ) -> None:
+        """Train the variants of a sweep on the same data, budget and seed; tabulate and plot them."""
+        from llm_train.compare import compare
+
+        result = compare(sweep, out, processes=processes, echo=typer.echo)
+        typer.echo(result.table.read_text(encoding="utf-8"))
+        typer.echo(f"table: {result.table}")
+        typer.echo(f"json:  {result.json}")
+        if result.plot is not None:
+            typer.echo(f"plot:  {result.plot}")
 
     @cli.command("plot")
     def plot_command(

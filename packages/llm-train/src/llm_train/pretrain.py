@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from llm_core.errors import ConfigError, DataError
 from llm_data import get_tokenizer, load_prepared, tokens_from_text_file
 from llm_model import build_model
-
 from llm_train.config import TrainConfig
 from llm_train.distributed import init_distributed
 from llm_train.trainer import Trainer, TrainResult

@@ -13,9 +13,10 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from torch import nn
+
 from llm_core.errors import DataError
 from llm_data import WindowLoader
-from torch import nn
 
 __all__ = ["BatchLoader", "DatasetLoader", "LanguageModeling", "Task", "eval_windows", "next_token_loss"]
 

@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+
 from llm_core import get_registry
 from llm_core.config_io import write_json_atomic
 from llm_core.errors import CheckpointError, ConfigError, ScratchLMError
 from llm_model import generate_text
-from torch import nn
-
 from llm_train.checkpoint import (
     capture_rng_state,
     find_latest_checkpoint,
