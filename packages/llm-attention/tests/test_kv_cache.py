@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from llm_attention import KVCache, LayerKVCache
 from llm_core.errors import ConfigError
 

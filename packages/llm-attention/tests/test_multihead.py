@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from llm_attention import BookMultiHeadAttention, KVCache, MultiHeadAttention, RotaryEmbedding
 from llm_core.errors import ConfigError, PluginError
 

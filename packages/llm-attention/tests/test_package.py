@@ -19,6 +19,7 @@ def test_builtins_register_naive_and_sdpa() -> None:
 
 def test_conformance_check_accepts_builtins_and_rejects_a_broken_backend() -> None:
     import pytest
+
     from llm_attention import naive_attention, sdpa_attention
     from llm_attention.conformance import matches_naive_reference
     from llm_core.conformance import checks_for

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from llm_attention import RotaryEmbedding, rotate_half
 from llm_core.errors import ConfigError
 

@@ -10,6 +10,7 @@ import pytest
 import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from llm_core.errors import ConfigError, DataError
 from llm_data import BPETokenizer
 from llm_data.gpt2 import GPT2_PATTERN

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from llm_core import reset_manager
 from llm_core.cli import EXIT_ERROR, main
 from llm_data import load_prepared

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+
 from llm_core import get_registry
 from llm_core.errors import DataError, PluginError
 from llm_data import InstructionDataset, SpamDataset, custom_collate_fn, format_input, python_docs_text

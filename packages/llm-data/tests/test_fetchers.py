@@ -9,6 +9,7 @@ import threading
 import zipfile
 
 import pytest
+
 from llm_core.errors import DataError
 from llm_data import Source, fetch
 from llm_data.fetchers import cache_dir

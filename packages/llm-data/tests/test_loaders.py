@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from llm_core.errors import ConfigError, DataError
 from llm_data import GPTDatasetV1, WindowLoader, create_dataloader
 

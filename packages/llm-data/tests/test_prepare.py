@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from llm_core.errors import ConfigError, DataError
 from llm_data import load_prepared, prepare_corpus
 from llm_data.shards import token_dtype

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from llm_core.errors import ConfigError, DataError
 from llm_data import read_text_file, tokens_from_text_file
 from llm_data.text_files import iter_text_chunks

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from llm_core import get_registry
 from llm_core.errors import DataError, MissingDependencyError, PluginError
 from llm_data import BPETokenizer, SimpleTokenizerV2, get_tokenizer
@@ -59,6 +60,7 @@ def test_gpt2_hash_mismatch_is_a_data_error(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_gpt2_without_files_or_network_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     import tiktoken
+
     from llm_data import gpt2 as module
 
     def offline() -> None:

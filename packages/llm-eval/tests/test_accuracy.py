@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from llm_core.errors import ConfigError, DataError
 from llm_eval.accuracy import classification_metrics, evaluate_accuracy, predict_classes
 

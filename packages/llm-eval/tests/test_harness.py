@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+
 from llm_core.errors import MissingDependencyError
 from llm_eval.harness import CheckpointScorer, harness_lm_class
 from llm_model import generate_text, load_pretrained

@@ -7,6 +7,7 @@ import re
 import sys
 
 import pytest
+
 from llm_core.errors import ConfigError, DataError, MissingDependencyError
 from llm_eval.judge import (
     JudgeServerError,

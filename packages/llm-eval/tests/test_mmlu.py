@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
+
 from llm_core.errors import ConfigError, DataError, MissingDependencyError
 from llm_eval.mmlu import (
     MMLUQuestion,
@@ -18,7 +20,6 @@ from llm_eval.mmlu import (
     read_mmlu_csv,
     score_mmlu,
 )
-from torch import nn
 
 TEST = {
     "high_school_physics": [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from llm_core import PluginError, PluginManager, get_registry
 from llm_core.cli import main
 from llm_eval.commands import parse_evaluator_args, run_evaluator

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from llm_core.errors import ConfigError, DataError
 from llm_eval.perplexity import evaluate_perplexity, strided_perplexity, strided_windows
 

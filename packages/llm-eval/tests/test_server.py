@@ -10,6 +10,7 @@ import httpx
 import ollama
 import openai
 import pytest
+
 from llm_core.errors import ConfigError
 from llm_eval.judge import OllamaJudge, OpenAIJudge, read_scores, run_judge
 from llm_eval.server import ModelRunner, RunningServer, chat_prompt, create_app, load_runner, start_server

@@ -22,12 +22,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from llm_core import get_registry
-from llm_core.errors import ConfigError
 from torch import Tensor
 
 from llm_attention.masks import attention_mask
 from llm_attention.validation import check_kv_heads
+from llm_core import get_registry
+from llm_core.errors import ConfigError
 
 __all__ = ["attention", "get_backend", "naive_attention", "repeat_kv", "sdpa_attention"]
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from llm_core.conformance import check
 
 from llm_attention.backends import naive_attention
+from llm_core.conformance import check
 
 __all__ = ["matches_naive_reference"]
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-from llm_core.errors import ConfigError
 from torch import Tensor
 
 from llm_attention.validation import check_positive
+from llm_core.errors import ConfigError
 
 __all__ = ["KVCache", "LayerKVCache"]
 

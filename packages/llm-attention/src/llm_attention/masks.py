@@ -13,8 +13,9 @@ decoding with a KV cache needs (the new tokens are the last ones).
 from __future__ import annotations
 
 import torch
-from llm_core.errors import ConfigError
 from torch import Tensor
+
+from llm_core.errors import ConfigError
 
 __all__ = ["attention_mask", "causal_mask"]
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_core.errors import ConfigError
 from torch import Tensor, nn
 
 from llm_attention.backends import get_backend
 from llm_attention.kv_cache import LayerKVCache
 from llm_attention.rope import RotaryEmbedding
 from llm_attention.validation import check_dropout, check_heads, check_positive
+from llm_core.errors import ConfigError
 
 __all__ = ["MultiHeadAttention"]
 

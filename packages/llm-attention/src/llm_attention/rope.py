@@ -33,8 +33,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from llm_core.errors import ConfigError
 from torch import Tensor, nn
+
+from llm_core.errors import ConfigError
 
 __all__ = ["SCALING_TYPES", "RotaryEmbedding", "apply_rotary", "rotate_half"]
 

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import regex
+
 from llm_core.config_io import write_json_atomic
 from llm_core.errors import ConfigError, DataError
-
 from llm_data.gpt2 import GPT2_PATTERN
 from llm_data.tokenizers import token_ids_list
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from llm_core.errors import DataError
 
 __all__ = ["add_commands", "parse_ids"]

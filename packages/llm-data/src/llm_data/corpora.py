@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 from llm_core.errors import MissingDependencyError
-
 from llm_data.fetchers import local_or_fetch
 from llm_data.text_files import read_text_file
 

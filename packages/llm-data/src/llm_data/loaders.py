@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from llm_core.errors import ConfigError, DataError
 from torch.utils.data import DataLoader, Dataset
 
+from llm_core.errors import ConfigError, DataError
 from llm_data.tokenizers import resolve_tokenizer
 
 __all__ = ["GPTDatasetV1", "SequentialWindowLoader", "WindowLoader", "create_dataloader"]

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from llm_core.config_io import write_json_atomic
 from llm_core.errors import ConfigError, DataError
-
 from llm_data.shards import FORMAT, FORMAT_VERSION, INDEX_FILE, ShardWriter, token_dtype
 from llm_data.text_files import ERRORS, iter_text_chunks
 

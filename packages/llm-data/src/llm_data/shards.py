@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from llm_core.errors import DataError
 
 __all__ = ["INDEX_FILE", "ShardWriter", "TokenArray", "load_prepared", "read_index", "token_dtype"]

@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from llm_core.errors import DataError
-
 from llm_data.tokenizers import token_ids_list
 
 __all__ = ["SimpleTokenizerV2"]

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from llm_core.errors import ConfigError, DataError
 from torch.utils.data import Dataset
 
+from llm_core.errors import ConfigError, DataError
 from llm_data.fetchers import local_or_fetch
 from llm_data.text_files import read_text_file
 

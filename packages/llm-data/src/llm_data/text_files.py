@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from llm_core.errors import ConfigError, DataError
 
 __all__ = ["iter_text_chunks", "read_text_file", "tokens_from_text_file"]

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from llm_core.errors import ConfigError, DataError
-
 from llm_eval.reports import evaluator
 
 __all__ = ["classification_metrics", "confusion_matrix", "evaluate_accuracy", "predict_classes"]

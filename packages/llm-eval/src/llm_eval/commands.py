@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+
 from llm_core.errors import ConfigError
 
 __all__ = ["evaluate_command", "judge_command", "parse_evaluator_args", "run_evaluator", "serve_command"]
@@ -53,7 +54,6 @@ def _value(raw: str) -> Any:
 def run_evaluator(name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Look ``name`` up in the evaluators registry, call it, and check the report against its schema."""
     from llm_core import get_registry
-
     from llm_eval.reports import check_report
 
     function = get_registry("evaluators")[name].obj

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from llm_core.errors import ConfigError, DataError, MissingDependencyError
-
 from llm_eval.reports import evaluator
 
 __all__ = [
@@ -495,9 +494,8 @@ def generate_responses(
 ) -> list[dict[str, Any]]:
     """Fill ``response_key`` of records lacking it with the checkpoint's greedy answer (book chapter 7)."""
     from llm_data import format_input
-    from llm_model import generate_text
-
     from llm_eval.checkpoints import load_model_and_tokenizer
+    from llm_model import generate_text
 
     model, tok = load_model_and_tokenizer(checkpoint, tokenizer, device=device)
     out = []

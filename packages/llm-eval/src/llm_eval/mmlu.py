@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from llm_core.errors import ConfigError, DataError, MissingDependencyError
-
 from llm_eval.reports import evaluator
 
 __all__ = [

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from llm_core.errors import ConfigError, DataError
-
 from llm_eval.reports import evaluator
 
 __all__ = ["evaluate_perplexity", "strided_perplexity", "strided_windows"]
