@@ -1,12 +1,61 @@
-"""llm-finetune: see the package README for what it holds."""
+"""llm-finetune: classification, instruction finetuning (SFT), LoRA and DPO on top of llm-train's Trainer.
+
+Names are imported on first use (PEP 562), so loading the plugin for
+``scratchlm --help`` does not import torch.
+"""
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from llm_core.exports import distribution_version, lazy_exports
 
-try:
-    __version__ = version("llm-finetune")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+__version__ = distribution_version("llm-finetune")
 
-__all__ = ["__version__"]
+#: Public name -> submodule defining it; imported on first use (no torch for `scratchlm --help`).
+_EXPORTS = {
+    "AlpacaTemplate": "templates",
+    "ClassificationDataset": "classifier",
+    "ClassificationTask": "classifier",
+    "DPOTask": "dpo",
+    "InstructionTask": "instruct",
+    "LinearWithLoRA": "lora",
+    "LlamaTemplate": "templates",
+    "LoRAConfig": "lora",
+    "LoRALayer": "lora",
+    "PreferenceDataset": "dpo",
+    "PromptTemplate": "templates",
+    "SFTDataset": "instruct",
+    "TEMPLATES": "templates",
+    "apply_lora": "lora",
+    "calc_accuracy_loader": "classifier",
+    "calc_loss_loader": "classifier",
+    "chat_loop": "chat",
+    "classify_texts": "classifier",
+    "confusion_matrix": "classifier",
+    "dpo_loss": "dpo",
+    "evaluate_classifier": "classifier",
+    "finetune_classifier": "classifier",
+    "finetune_dpo": "dpo",
+    "finetune_instructions": "instruct",
+    "generate_responses": "instruct",
+    "get_template": "templates",
+    "last_token_logits": "classifier",
+    "load_base": "checkpoints",
+    "load_classification_data": "classifier",
+    "load_finetuned": "checkpoints",
+    "load_instruction_data": "instruct",
+    "load_lora_adapters": "lora",
+    "load_preference_file": "dpo",
+    "lora_state_dict": "lora",
+    "merge_lora": "lora",
+    "plot_accuracy": "plots",
+    "remove_lora": "lora",
+    "response_logprobs": "dpo",
+    "save_lora_adapters": "lora",
+    "set_trainable": "checkpoints",
+    "stream_response": "chat",
+    "to_classifier": "classifier",
+    "unmerge_lora": "lora",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -1,5 +1,19 @@
-"""llm-finetune's built-in plugin: what this package registers through the scratchlm hooks."""
+"""llm-finetune's built-in plugin: the ``finetune`` command group, ``classify`` and ``chat``."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from typing import Any
+
+from llm_core import hookimpl
+
+__all__ = ["register_commands"]
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    """``finetune classify|instruct|dpo``, ``classify`` and ``chat``."""
+    from llm_finetune.commands import chat_command, classify_command, finetune_app
+
+    cli.add_typer(finetune_app, name="finetune")
+    cli.command("classify")(classify_command)
+    cli.command("chat")(chat_command)
