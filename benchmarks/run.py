@@ -147,6 +147,21 @@ def worker_prepare(impl: str, corpus: str, workers: int) -> dict[str, Any]:
     return {"mb_per_s": size / 1e6 / seconds, "peak_rss_mb": _peak_rss_mb(), "tokens": total}
 
 
+def worker_bpe(impl: str, corpus: str, vocab_size: int) -> dict[str, Any]:
+    """Train a byte-level BPE of ``vocab_size`` on the corpus: ours vs Hugging Face ``tokenizers``."""
+    text = Path(corpus).read_text(encoding="utf-8")
+    start = time.perf_counter()
+    if impl == "tokenizers":
+        from tokenizers import ByteLevelBPETokenizer
+
+        ByteLevelBPETokenizer().train_from_iterator([text], vocab_size=vocab_size, show_progress=False)
+    else:
+        from llm_data import BPETokenizer
+
+        BPETokenizer.train(text, vocab_size)
+    return {"seconds": time.perf_counter() - start, "peak_rss_mb": _peak_rss_mb()}
+
+
 def worker_matmul(n: int) -> dict[str, Any]:
     import torch
 
@@ -165,6 +180,7 @@ WORKERS = {
     "train": worker_train,
     "generate": worker_generate,
     "prepare": worker_prepare,
+    "bpe": worker_bpe,
     "matmul": worker_matmul,
 }
 
@@ -180,11 +196,15 @@ def run_worker(kind: str, **kwargs: Any) -> dict[str, Any]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def train_flops_per_token(spec: str, params: int) -> float:
-    """6 x (parameters in matmuls) + 12 x layers x width x context (PaLM's estimate, forward + backward)."""
+def train_flops_per_token(spec: str) -> float:
+    """GPT-2's matmul FLOPs per trained token: 6 x (12 L d^2 + V d) + 12 L d T (forward + backward).
+
+    The same analytic count for every implementation of a shape (they compute the same
+    math), so MFU compares like with like whether or not the output head is tied.
+    """
     s = _shape(spec)
-    matmul_params = params - s["context_length"] * s["emb_dim"]  # position embeddings do no matmul
-    return 6 * matmul_params + 12 * s["n_layers"] * s["emb_dim"] * s["context_length"]
+    d, layers, ctx, vocab = s["emb_dim"], s["n_layers"], s["context_length"], s["vocab_size"]
+    return 6 * (12 * layers * d * d + vocab * d) + 12 * layers * d * ctx
 
 
 def make_corpus(path: Path, megabytes: int) -> None:
@@ -207,6 +227,7 @@ def plan(quick: bool) -> dict[str, Any]:
             "train_impls": ["scratchlm-naive", "scratchlm-sdpa", "hf", "textbook"],
             "generate": [("256x4x4x256x50257", 1, 50), ("256x4x4x256x50257", 8, 50)],
             "prepare_mb": 20,
+            "bpe_mb": 1,
             "matmul": 1024,
         }
     return {
@@ -215,6 +236,7 @@ def plan(quick: bool) -> dict[str, Any]:
         "train_impls": ["scratchlm-naive", "scratchlm-sdpa", "scratchlm-compile", "hf", "textbook"],
         "generate": [("768x12x12x1024x50257", 1, 200), ("768x12x12x1024x50257", 8, 200)],
         "prepare_mb": 1000,
+        "bpe_mb": 5,
         "matmul": 2048,
     }
 
@@ -245,6 +267,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus.txt"
         make_corpus(corpus, p["prepare_mb"])
+        bpe_corpus = Path(tmp) / "bpe.txt"
+        bpe_corpus.write_text(corpus.read_text(encoding="utf-8")[: p["bpe_mb"] * 1_000_000], encoding="utf-8")
         for _ in range(p["reps"]):  # interleave: every implementation once per repetition
             record("matmul", run_worker("matmul", n=p["matmul"]))
             for spec, batch, steps in p["train"]:
@@ -259,6 +283,8 @@ def main() -> int:
                         f"generate|{spec}|b{batch}|{impl}",
                         run_worker("generate", impl=impl, spec=spec, batch=batch, new_tokens=new),
                     )
+            for impl in ("scratchlm", "tokenizers"):
+                record(f"bpe|{impl}", run_worker("bpe", impl=impl, corpus=str(bpe_corpus), vocab_size=4096))
             for impl, workers in (("tiktoken", 1), ("scratchlm", 1), ("scratchlm", 2)):
                 record(
                     f"prepare|{impl}|w{workers}",
@@ -266,15 +292,20 @@ def main() -> int:
                 )
 
     peak = median_of(raw["matmul"], "gflops") or float("nan")
-    summary: dict[str, Any] = {"matmul_gflops_fp32": peak, "train": [], "generate": [], "prepare": []}
+    summary: dict[str, Any] = {
+        "matmul_gflops_fp32": peak,
+        "train": [],
+        "generate": [],
+        "prepare": [],
+        "bpe": [],
+    }
     for spec, batch, _ in p["train"]:
         hf = median_of(raw[f"train|{spec}|b{batch}|hf"], "tokens_per_s")
         hf_mem = median_of(raw[f"train|{spec}|b{batch}|hf"], "peak_rss_mb")
         for impl in p["train_impls"]:
             rows = raw[f"train|{spec}|b{batch}|{impl}"]
             tps, mem = median_of(rows, "tokens_per_s"), median_of(rows, "peak_rss_mb")
-            params = next((r["params"] for r in rows if "params" in r), None)
-            mfu = tps * train_flops_per_token(spec, params) / (peak * 1e9) if tps and params else None
+            mfu = tps * train_flops_per_token(spec) / (peak * 1e9) if tps else None
             summary["train"].append(
                 {
                     "shape": spec,
@@ -318,6 +349,16 @@ def main() -> int:
             }
         )
 
+    ours, theirs = median_of(raw["bpe|scratchlm"], "seconds"), median_of(raw["bpe|tokenizers"], "seconds")
+    summary["bpe"].append(
+        {
+            "corpus_mb": p["bpe_mb"],
+            "vocab_size": 4096,
+            "scratchlm_s": ours,
+            "tokenizers_s": theirs,
+            "time_vs_tokenizers": ours / theirs if ours and theirs else None,
+        }
+    )
     import torch
 
     machine = {
@@ -383,6 +424,17 @@ def markdown(machine: dict[str, Any], s: dict[str, Any], quick: bool) -> str:
     for r in s["prepare"]:
         lines.append(
             f"| {r['impl']} | {r['corpus_mb']} | {_fmt(r['mb_per_s'], '.2f')} | {_fmt(r['vs_tiktoken'], '.2f')}x | {_fmt(r['peak_rss_mb'])} |"
+        )
+    lines += [
+        "",
+        "## BPE training (byte-level, 4096 tokens)",
+        "",
+        "| corpus MB | scratchlm s | tokenizers s | time vs tokenizers |",
+        "|---|---|---|---|",
+    ]
+    for r in s["bpe"]:
+        lines.append(
+            f"| {r['corpus_mb']} | {_fmt(r['scratchlm_s'], '.2f')} | {_fmt(r['tokenizers_s'], '.2f')} | {_fmt(r['time_vs_tokenizers'], '.1f')}x |"
         )
     return "\n".join(lines) + "\n"
 
