@@ -42,10 +42,10 @@ def stream_response(
     seed: int | None = None,
 ) -> str:
     """Generate the answer to ``message``, calling ``write`` with each new piece; return the answer."""
-    from llm_model import stream_tokens
+    from llm_model import model_config, stream_tokens
 
     prompt_ids = list(tokenizer.encode(template.chat_prompt(message)))
-    context = model.config.context_length
+    context = model_config(model).context_length
     prompt_ids = prompt_ids[-context:]
     eos = getattr(tokenizer, "eot_token", None)
     stops = tuple(template.stop_strings)

@@ -26,6 +26,7 @@ from torch import nn
 
 from llm_core import get_registry
 from llm_core.errors import CheckpointError, ConfigError
+from llm_model import model_config
 
 __all__ = [
     "FINETUNE_KEY",
@@ -158,7 +159,7 @@ def load_base(
         model = build_model(arch, preset=str(base), **{"vocab_size": vocab, **(model_overrides or {})})
         source = f"preset {base}"
     tok = get_tokenizer(name)
-    vocab = model.config.vocab_size
+    vocab = model_config(model).vocab_size
     if vocab < tok.n_vocab:
         raise CheckpointError(
             f"{source}: the model has vocab_size={vocab} but tokenizer {name!r} has {tok.n_vocab} tokens; "

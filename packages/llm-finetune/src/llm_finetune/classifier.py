@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from llm_core.errors import ConfigError, DataError
+from llm_model import model_config
 
 __all__ = [
     "ClassificationDataset",
@@ -54,7 +55,7 @@ def to_classifier(model: nn.Module, num_classes: int) -> nn.Module:
         )
     old = model.out_head
     weight = getattr(old, "weight", None)
-    head = nn.Linear(model.config.emb_dim, num_classes)
+    head = nn.Linear(model_config(model).emb_dim, num_classes)
     if weight is not None:
         head.to(device=weight.device, dtype=weight.dtype)
     model.out_head = head
@@ -386,7 +387,7 @@ def classify_texts(
             "expected a classifier checkpoint (config.json with finetune.labels), found a plain model; "
             "finetune one with `scratchlm finetune classify`"
         )
-    limit = max_length or info.get("max_length") or model.config.context_length
+    limit = max_length or info.get("max_length") or model_config(model).context_length
     pad = int(info.get("pad_token_id", 0))
     items = [((list(tokenizer.encode(t)) or [pad])[:limit], 0) for t in texts]
     model.eval()
@@ -464,7 +465,7 @@ def finetune_classifier(
     splits, names = load_classification_data(data, root=data_root, labels=labels, balance=balance, seed=seed)
     loaded = load_base(base, tokenizer=tokenizer, seed=seed)
     model, tok = loaded.model, loaded.tokenizer
-    context = model.config.context_length
+    context = model_config(model).context_length
     length = min(max_length or context, context)
     pad = tok.eot_token if tok.eot_token is not None else 0
     datasets = {

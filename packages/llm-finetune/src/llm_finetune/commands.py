@@ -328,7 +328,7 @@ def _load_with_tokenizer(checkpoint: Path, tokenizer: str | None, device: str = 
     from llm_finetune.checkpoints import DEFAULT_TOKENIZER, load_finetuned
 
     model = load_finetuned(checkpoint, map_location=device)
-    name = tokenizer or model.checkpoint_config.get("tokenizer") or DEFAULT_TOKENIZER
+    name = tokenizer or getattr(model, "checkpoint_config", {}).get("tokenizer") or DEFAULT_TOKENIZER
     return model, get_tokenizer(name)
 
 

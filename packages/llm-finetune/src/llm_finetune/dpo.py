@@ -24,6 +24,7 @@ from torch import nn
 
 from llm_core.errors import ConfigError, DataError
 from llm_finetune.templates import PromptTemplate, get_template
+from llm_model import model_config
 
 __all__ = [
     "DPORun",
@@ -295,7 +296,7 @@ def finetune_dpo(
         reference,
         beta,
         pad,
-        model.config.context_length,
+        model_config(model).context_length,
         eval_batches,
         batch_size,
         extra,

@@ -21,6 +21,7 @@ from torch import nn
 
 from llm_core.errors import ConfigError, DataError
 from llm_finetune.templates import PromptTemplate, get_template
+from llm_model import model_config
 
 __all__ = [
     "IGNORE_INDEX",
@@ -261,7 +262,7 @@ def finetune_instructions(
     template = template or loaded.finetune.get("template") or "alpaca"
     prompt_template = get_template(template)
     model, tok = loaded.model, loaded.tokenizer
-    context = model.config.context_length
+    context = model_config(model).context_length
     empty = [split for split in ("train", "val") if not splits.get(split)]
     if empty:
         raise DataError(

@@ -200,6 +200,7 @@ def apply_lora(model: nn.Module, config: LoRAConfig | None = None, *, freeze: bo
             param.requires_grad_(False)
     for name in chosen:
         linear = model.get_submodule(name)
+        assert isinstance(linear, nn.Linear), f"{name} is not an nn.Linear"
         _set_submodule(model, name, LinearWithLoRA(linear, config.rank, config.alpha, config.dropout))
     return chosen
 

@@ -48,6 +48,7 @@ _EXPORTS = {
     "import_hf": "hf",
     "load_pretrained": "checkpoint",
     "load_weights_into": "checkpoint",
+    "model_config": "gpt",
     "model_info": "gpt",
     "read_checkpoint_config": "checkpoint",
     "save_pretrained": "checkpoint",

@@ -153,6 +153,11 @@ def build_model(arch: str = "gpt2", preset: str | None = None, **overrides: Any)
     return model
 
 
+def model_config(model: nn.Module) -> Any:
+    """``model.config`` (the architecture's config dataclass), typed for callers."""
+    return model.config
+
+
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
     """Number of parameters, each shared (tied) tensor counted once."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
