@@ -18,7 +18,7 @@ from torch import nn
 from llm_attention import KVCache, RotaryEmbedding
 from llm_core.errors import ConfigError
 from llm_model.config import _choices
-from llm_model.gpt import GPTModel, cache_length
+from llm_model.gpt import CausalLMMixin, GPTModel
 
 __all__ = ["RotaryDecoder", "check_decoder_config"]
 
@@ -110,7 +110,7 @@ def _check_attention_backend(name: Any) -> None:
         )
 
 
-class RotaryDecoder(nn.Module):
+class RotaryDecoder(CausalLMMixin, nn.Module):
     """Base class of the decoders with rotary positions: subclasses build the modules below.
 
     ``tok_emb`` (token embedding), ``drop_emb``, ``trf_blocks`` (blocks called
@@ -143,26 +143,6 @@ class RotaryDecoder(nn.Module):
         if self.config.tie_weights:
             self.out_head.weight = self.tok_emb.weight
 
-    def new_cache(
-        self,
-        batch_size: int,
-        max_len: int | None = None,
-        *,
-        dtype: torch.dtype | None = None,
-        device: torch.device | str | None = None,
-    ) -> KVCache:
-        """An empty KV cache for ``batch_size`` sequences of up to ``max_len`` (default: context) tokens."""
-        weight = self.tok_emb.weight
-        return KVCache(
-            self.config.n_layers,
-            batch_size,
-            self.config.kv_heads,
-            max_len or self.config.context_length,
-            self.config.head_dim,
-            dtype=dtype or weight.dtype,
-            device=device or weight.device,
-        )
-
     def forward(
         self,
         idx: torch.Tensor,
@@ -171,13 +151,7 @@ class RotaryDecoder(nn.Module):
         padding_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         b, t = idx.shape  # (b, t)
-        past = 0 if cache is None else cache_length(cache)
-        if past + t > self.config.context_length:
-            raise ConfigError(
-                f"sequence of {past + t} tokens (cached {past} + new {t}) exceeds "
-                f"context_length={self.config.context_length}; crop the input to the last "
-                f"{self.config.context_length} tokens"
-            )
+        past = self._past_length(t, cache)
         # RoPE positions: by default the cache offset onwards (computed by the attention);
         # with a padding mask, real tokens are counted so left padding does not shift them.
         positions = None

@@ -20,7 +20,49 @@ FP32_BYTES = 4
 MB = 1024**2
 
 
-class GPTModel(nn.Module):
+class CausalLMMixin:
+    """What every scratchlm decoder shares: its KV cache and the context-length check.
+
+    Needs ``self.config`` (``n_layers``, ``kv_heads``, ``head_dim``, ``context_length``)
+    and ``self.tok_emb``.
+    """
+
+    config: Any
+    tok_emb: nn.Embedding
+
+    def new_cache(
+        self,
+        batch_size: int,
+        max_len: int | None = None,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> KVCache:
+        """An empty KV cache for ``batch_size`` sequences of up to ``max_len`` (default: context) tokens."""
+        weight = self.tok_emb.weight
+        return KVCache(
+            self.config.n_layers,
+            batch_size,
+            self.config.kv_heads,
+            max_len or self.config.context_length,
+            self.config.head_dim,
+            dtype=dtype or weight.dtype,
+            device=device or weight.device,
+        )
+
+    def _past_length(self, t: int, cache: KVCache | None) -> int:
+        """Tokens already in ``cache``; raises when ``t`` more would exceed the context."""
+        past = 0 if cache is None else cache_length(cache)
+        if past + t > self.config.context_length:
+            raise ConfigError(
+                f"sequence of {past + t} tokens (cached {past} + new {t}) exceeds "
+                f"context_length={self.config.context_length}; crop the input to the last "
+                f"{self.config.context_length} tokens"
+            )
+        return past
+
+
+class GPTModel(CausalLMMixin, nn.Module):
     """GPT-2: token + position embeddings, ``n_layers`` transformer blocks, final norm, output head.
 
     ``forward(idx, *, cache=None, padding_mask=None)`` maps token ids ``(b, t)``
@@ -62,26 +104,6 @@ class GPTModel(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def new_cache(
-        self,
-        batch_size: int,
-        max_len: int | None = None,
-        *,
-        dtype: torch.dtype | None = None,
-        device: torch.device | str | None = None,
-    ) -> KVCache:
-        """An empty KV cache for ``batch_size`` sequences of up to ``max_len`` (default: context) tokens."""
-        weight = self.tok_emb.weight
-        return KVCache(
-            self.config.n_layers,
-            batch_size,
-            self.config.kv_heads,
-            max_len or self.config.context_length,
-            self.config.head_dim,
-            dtype=dtype or weight.dtype,
-            device=device or weight.device,
-        )
-
     def forward(
         self,
         idx: torch.Tensor,
@@ -90,13 +112,7 @@ class GPTModel(nn.Module):
         padding_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         b, t = idx.shape  # (b, t)
-        past = 0 if cache is None else cache_length(cache)
-        if past + t > self.config.context_length:
-            raise ConfigError(
-                f"sequence of {past + t} tokens (cached {past} + new {t}) exceeds "
-                f"context_length={self.config.context_length}; crop the input to the last "
-                f"{self.config.context_length} tokens"
-            )
+        past = self._past_length(t, cache)
         positions = self._positions(b, t, past, padding_mask, idx.device)  # (b, t) or (t,)
         x = self.drop_emb(self.tok_emb(idx) + self.pos_emb(positions))  # (b, t, emb_dim)
         for i, block in enumerate(self.trf_blocks):
