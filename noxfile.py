@@ -134,7 +134,6 @@ EXAMPLES = [
 def examples(session: nox.Session) -> None:
     """Smoke-run every example script of the guided path with tiny settings."""
     install_all(session)
-    session.install("transformers>=4.40")
     for script, arguments in EXAMPLES:
         session.run("python", script, *arguments, *session.posargs, env=TEST_ENV)
 

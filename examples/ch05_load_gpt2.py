@@ -3,8 +3,8 @@
     python examples/ch05_load_gpt2.py --hf-dir path/to/gpt2            # config.json + model.safetensors
     python examples/ch05_load_gpt2.py --hf-dir openai-community/gpt2   # the hub: pip install "llm-model[hub]"
 
-Without --hf-dir, a randomly initialised GPT-2 is written in that layout with
-`transformers` first (no network), so the real import path still runs.
+Without --hf-dir (no network here), a randomly initialised tiny GPT-2 is
+exported in that layout with `export_hf` first, so the real import path runs.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from llm_data import get_tokenizer
-from llm_model import generate_text, import_hf
+from llm_model import build_model, export_hf, generate_text, import_hf
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--hf-dir", help="a local Hugging Face GPT-2 directory or a hub id")
@@ -24,12 +24,9 @@ args = parser.parse_args()
 
 source = args.hf_dir
 if source is None:
-    from transformers import GPT2Config, GPT2LMHeadModel
-
     torch.manual_seed(0)
-    source = str(Path(tempfile.mkdtemp()) / "random-gpt2")
-    GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=128)).save_pretrained(source)
-    print("no --hf-dir: wrote a random tiny GPT-2 to", source)
+    source = str(export_hf(build_model("gpt2", preset="tiny"), Path(tempfile.mkdtemp()) / "random-gpt2"))
+    print("no --hf-dir: exported a random tiny GPT-2 in the Hugging Face layout to", source)
 
 model = import_hf(source).eval()
 prompt = "Every effort moves you"
