@@ -11,7 +11,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from llm_core.errors import CheckpointError, ConfigError, PluginError
-from llm_model import GPTModel, load_pretrained, read_checkpoint_config, save_pretrained, write_model_files
+from llm_model import (
+    GPTModel,
+    load_pretrained,
+    read_checkpoint_config,
+    save_pretrained,
+    tied_parameter_aliases,
+    write_model_files,
+)
 
 
 def test_round_trip_restores_config_and_logits(model: GPTModel, tmp_path: Path) -> None:
@@ -90,6 +97,21 @@ def test_write_model_files_into_an_existing_directory(model: GPTModel, tmp_path:
         write_model_files(model, tmp_path, extra_config={"emb_dim": 3})
     with pytest.raises(CheckpointError, match="expected an existing directory"):
         write_model_files(model, tmp_path / "missing")
+
+
+
+def test_write_model_files_from_a_given_state_dict_drops_tied_names(
+    make_model: Callable[..., GPTModel], tmp_path: Path
+) -> None:
+    tied = make_model(tie_weights=True)
+    assert tied_parameter_aliases(tied) == {"out_head.weight": "tok_emb.weight"}
+    full = {name: tensor.clone() + 1 for name, tensor in tied.state_dict().items()}  # e.g. gathered shards
+    write_model_files(tied, tmp_path, state_dict=full)
+    stored = load_file(str(tmp_path / "model.safetensors"))
+    assert "out_head.weight" not in stored and stored.keys() == full.keys() - {"out_head.weight"}
+    assert all(torch.equal(stored[name], full[name]) for name in stored)
+    loaded = load_pretrained(tmp_path)
+    assert loaded.out_head.weight is loaded.tok_emb.weight
 
 
 def test_every_mismatched_tensor_is_reported_at_once(model: GPTModel, tmp_path: Path) -> None:

@@ -332,6 +332,8 @@ def evaluate_classifier(
 class ClassificationTask:
     """The Trainer's task for classification: batches, loss, accuracy, checkpoint config."""
 
+    name = "classify"
+
     train: ClassificationDataset
     val: ClassificationDataset
     labels: list[str]

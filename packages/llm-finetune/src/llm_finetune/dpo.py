@@ -160,6 +160,8 @@ def dpo_loss(
 class DPOTask:
     """The Trainer's task for DPO; ``reference`` is frozen and never trained."""
 
+    name = "dpo"
+
     train: PreferenceDataset
     val: PreferenceDataset
     reference: nn.Module

@@ -116,6 +116,8 @@ def masked_next_token_loss(model: nn.Module, inputs: torch.Tensor, targets: torc
 class InstructionTask:
     """The Trainer's task for instruction finetuning."""
 
+    name = "instruct"
+
     train: SFTDataset
     val: SFTDataset
     pad_token_id: int

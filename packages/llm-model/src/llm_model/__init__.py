@@ -53,6 +53,7 @@ _EXPORTS = {
     "read_checkpoint_config": "checkpoint",
     "save_pretrained": "checkpoint",
     "stream_tokens": "generation",
+    "tied_parameter_aliases": "checkpoint",
     "write_model_files": "checkpoint",
 }
 

@@ -35,6 +35,7 @@ __all__ = [
     "load_weights_into",
     "read_checkpoint_config",
     "save_pretrained",
+    "tied_parameter_aliases",
     "write_model_files",
 ]
 
@@ -77,6 +78,18 @@ def unique_tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str,
     return kept, aliases
 
 
+def tied_parameter_aliases(model: nn.Module) -> dict[str, str]:
+    """``{alias: kept name}`` for parameters shared under several names (by identity, so sharded ones too)."""
+    first: dict[int, str] = {}
+    aliases: dict[str, str] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in first:
+            aliases[name] = first[id(param)]
+        else:
+            first[id(param)] = name
+    return aliases
+
+
 def _dtype_name(model: nn.Module) -> str:
     for tensor in model.state_dict().values():
         if tensor.is_floating_point():
@@ -110,12 +123,19 @@ def checkpoint_config(model: nn.Module, extra_config: Mapping[str, Any] | None =
 
 
 def write_model_files(
-    model: nn.Module, directory: str | os.PathLike[str], *, extra_config: Mapping[str, Any] | None = None
+    model: nn.Module,
+    directory: str | os.PathLike[str],
+    *,
+    extra_config: Mapping[str, Any] | None = None,
+    state_dict: Mapping[str, torch.Tensor] | None = None,
 ) -> None:
     """Write ``config.json`` and ``model.safetensors`` into the existing ``directory`` (not atomic).
 
     For callers that already write into a temporary directory of their own
     (the trainer's checkpoints); others should use :func:`save_pretrained`.
+    ``state_dict`` replaces ``model.state_dict()`` when the model's own tensors
+    are not full ones (gathered from an FSDP-sharded model); tied names are
+    dropped as for the model itself.
     """
     from safetensors.torch import save_file
 
@@ -123,7 +143,11 @@ def write_model_files(
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: expected an existing directory to write the model into")
     config = checkpoint_config(model, extra_config)
-    tensors, _ = unique_tensors(model)
+    if state_dict is None:
+        tensors, _ = unique_tensors(model)
+    else:
+        tied = tied_parameter_aliases(model)
+        tensors = {name: t for name, t in state_dict.items() if name not in tied}
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
     save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
     (directory / CONFIG_FILE).write_text(

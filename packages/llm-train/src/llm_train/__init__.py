@@ -39,7 +39,9 @@ _EXPORTS = {
     "plot_runs": "plots",
     "pretrain": "pretrain",
     "read_metrics": "metrics",
+    "read_training_checkpoint": "checkpoint",
     "save_training_checkpoint": "checkpoint",
+    "verify_training_checkpoint": "checkpoint",
     "warmup_cosine": "schedules",
     "wsd": "schedules",
 }

@@ -28,6 +28,7 @@ from torch import nn
 from llm_core.config_io import write_json_atomic
 from llm_core.errors import CheckpointError
 from llm_model import load_pretrained, load_weights_into, write_model_files
+from llm_model.checkpoint import WEIGHTS_FILE
 
 __all__ = [
     "STATE_FILE",
@@ -36,8 +37,10 @@ __all__ = [
     "list_checkpoints",
     "load_training_checkpoint",
     "prune_checkpoints",
+    "read_training_checkpoint",
     "restore_rng_state",
     "save_training_checkpoint",
+    "verify_training_checkpoint",
 ]
 
 STATE_FILE = "trainer_state.json"
@@ -88,8 +91,7 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 # -- optimizer <-> safetensors ----------------------------------------------
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    state_dict = optimizer.state_dict()
+def _optimizer_tensors(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for index, param_state in state_dict["state"].items():
@@ -116,12 +118,17 @@ def save_training_checkpoint(
     run_dir: Path,
     name: str,
     model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | dict[str, Any],
     trainer_state: dict[str, Any],
     *,
     extra_config: dict[str, Any] | None = None,
+    model_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write ``run_dir/name`` atomically (temp dir, fsync, rename) and return its path."""
+    """Write ``run_dir/name`` atomically (temp dir, fsync, rename) and return its path.
+
+    ``optimizer`` is the optimizer or its state dict; ``model_state`` replaces
+    ``model.state_dict()`` when that holds shards (FSDP: the full state gathered to rank 0).
+    """
     run_dir = Path(run_dir)
     final = run_dir / name
     tmp = run_dir / f".{name}.tmp-{os.getpid()}"
@@ -129,8 +136,9 @@ def save_training_checkpoint(
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        write_model_files(model, tmp, extra_config=extra_config)
-        tensors, meta = _optimizer_tensors(optimizer)
+        write_model_files(model, tmp, extra_config=extra_config, state_dict=model_state)
+        optimizer_state = optimizer if isinstance(optimizer, dict) else optimizer.state_dict()
+        tensors, meta = _optimizer_tensors(optimizer_state)
         save_file(tensors, str(tmp / OPTIMIZER_FILE))
         files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
         state = {**trainer_state, "optimizer": meta, "files": files, "format_version": 1}
@@ -172,15 +180,11 @@ def prune_checkpoints(run_dir: Path, keep_last: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def load_training_checkpoint(
-    path: Path, model: nn.Module | None = None
-) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
-    """Verify and load a checkpoint: ``(model, optimizer_state_dict, trainer_state)``.
+def verify_training_checkpoint(path: Path) -> dict[str, Any]:
+    """Check every file's sha256 against ``trainer_state.json`` and return the trainer state.
 
-    Every file's sha256 is checked against ``trainer_state.json``; a mismatch,
-    a truncated file or malformed JSON raises :class:`CheckpointError` naming the file.
-    The weights go into ``model`` when given (any structure: a classifier, LoRA
-    layers), else into a model built from ``config.json``.
+    A mismatch, a missing or truncated file or malformed JSON raises
+    :class:`CheckpointError` naming the file.
     """
     path = Path(path)
     state_path = path / STATE_FILE
@@ -202,12 +206,45 @@ def load_training_checkpoint(
                 f"{file}: checksum mismatch (the file is corrupt or was modified); "
                 f"delete {path} to resume from an older checkpoint"
             )
-    model = load_pretrained(path) if model is None else load_weights_into(model, path)
+    return state
+
+
+def _read_tensors(file: Path, what: str) -> dict[str, torch.Tensor]:
     try:
-        tensors = load_file(str(path / OPTIMIZER_FILE))
+        return load_file(str(file))
     except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path / OPTIMIZER_FILE}: cannot read optimizer state ({exc})") from None
+        raise CheckpointError(f"{file}: cannot read {what} ({exc})") from None
+
+
+def load_training_checkpoint(
+    path: Path, model: nn.Module | None = None
+) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+    """Verify and load a checkpoint: ``(model, optimizer_state_dict, trainer_state)``.
+
+    Every file is verified first (:func:`verify_training_checkpoint`). The
+    weights go into ``model`` when given (any structure: a classifier, LoRA
+    layers), else into a model built from ``config.json``.
+    """
+    path = Path(path)
+    state = verify_training_checkpoint(path)
+    model = load_pretrained(path) if model is None else load_weights_into(model, path)
+    tensors = _read_tensors(path / OPTIMIZER_FILE, "optimizer state")
     return model, _optimizer_state_dict(tensors, state["optimizer"]), state
+
+
+def read_training_checkpoint(
+    path: Path,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+    """Verify a checkpoint and return its raw ``(weights, optimizer_state_dict, trainer_state)``.
+
+    For models that cannot take a plain state dict (FSDP-sharded ones); tied
+    weights appear once, under the name the checkpoint kept.
+    """
+    path = Path(path)
+    state = verify_training_checkpoint(path)
+    weights = _read_tensors(path / WEIGHTS_FILE, "model weights")
+    tensors = _read_tensors(path / OPTIMIZER_FILE, "optimizer state")
+    return weights, _optimizer_state_dict(tensors, state["optimizer"]), state
 
 
 def write_resolved_config(run_dir: Path, config: dict[str, Any]) -> None:

@@ -52,6 +52,7 @@ class TrainConfig:
     callbacks: list[str] = field(default_factory=list)
     seed: int = 123
     device: str = "cpu"
+    parallel: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: replicate (ddp) or shard (fsdp) the model
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -83,7 +84,8 @@ class TrainConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that must match for ``--resume`` (everything that changes the weights)."""
-        ignored = {"progress", "max_steps", "epochs", "checkpoint_every", "keep_last", "log_every", "device"}
+        ignored = {"progress", "max_steps", "epochs", "checkpoint_every", "keep_last", "log_every"}
+        ignored |= {"device", "parallel"}  # where and how it runs, not what it computes
         return {k: v for k, v in self.to_dict().items() if k not in ignored}
 
 

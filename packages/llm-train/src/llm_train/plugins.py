@@ -96,6 +96,11 @@ def register_commands(cli: typer.Typer) -> None:
         compile_model: Optional[bool] = typer.Option(
             None, "--compile/--no-compile", help="Use torch.compile."
         ),
+        parallel: Optional[str] = typer.Option(
+            None,
+            "--parallel",
+            help="Under torchrun: ddp (a model copy per process) or fsdp (sharded) [default: ddp].",
+        ),
         resume: bool = typer.Option(False, "--resume", help="Continue the newest checkpoint in --out."),
         set_: list[str] = typer.Option(
             [], "--set", help="Override any config field: --set eval_every=20 (repeatable)."
@@ -123,6 +128,7 @@ def register_commands(cli: typer.Typer) -> None:
             checkpoint_every=checkpoint_every,
             precision=precision,
             compile=compile_model,
+            parallel=parallel,
         )
         overrides.update({k: v for k, v in named.items() if v is not None})  # named options win over --set
         cfg = load_train_config(config, **overrides)

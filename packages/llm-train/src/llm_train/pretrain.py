@@ -45,7 +45,7 @@ def build_trainer(config: TrainConfig, out_dir: str | Path) -> Trainer:
     """Everything a run needs, wired together (model initialised from ``config.seed``)."""
     if not config.data:
         raise ConfigError("no training data: pass --data PREPARED_DIR_OR_TEXT (or set data in the config)")
-    dist = init_distributed()
+    dist = init_distributed(config.parallel)
     tokenizer = get_tokenizer(config.tokenizer)
     train, val = load_training_tokens(
         config.data, tokenizer=config.tokenizer, val_fraction=config.val_fraction

@@ -58,6 +58,7 @@ class Task(Protocol):
         """Tokens in a batch (for ``tokens_seen``)."""
         ...
 
+    # Optional: ``name`` (a str) labels the progress bar ("pretrain", "classify", ...).
     # Optional: ``checkpoint_config() -> dict`` adds keys to every checkpoint's config.json
     # (a classifier's labels, LoRA settings), so the finetuned model can be rebuilt.
 
@@ -127,6 +128,8 @@ def next_token_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
 
 class LanguageModeling:
     """Pretraining: random windows of ``context_length + 1`` tokens, next-token cross-entropy."""
+
+    name = "pretrain"
 
     def __init__(
         self,

@@ -3,7 +3,7 @@
 AdamW with selective weight decay, schedules, gradient accumulation and
 clipping, bf16 autocast, optional ``torch.compile``, periodic evaluation and
 samples, ``metrics.jsonl``, atomic checkpoints with exact resume (bitwise
-identical weights after a crash), NaN detection and DDP (rank 0 writes).
+identical weights after a crash), NaN detection, DDP and FSDP (rank 0 writes).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from llm_train.checkpoint import (
     find_latest_checkpoint,
     load_training_checkpoint,
     prune_checkpoints,
+    read_training_checkpoint,
     restore_rng_state,
     save_training_checkpoint,
 )
@@ -108,6 +109,7 @@ class Trainer:
         self.loader = task.loader(self.global_batch, config.seed)
         self.max_steps = self._resolve_max_steps()
         self.model.to(self.device)
+        self.forward_model: nn.Module = self.dist.wrap(self.model)  # FSDP shards before the optimizer
         self.optimizer = build_optimizer(
             config.optimizer,
             self.model,
@@ -118,7 +120,6 @@ class Trainer:
         )
         get_registry("schedulers").get_obj(config.scheduler)  # unknown names fail before training
         self.callbacks = [get_registry("callbacks").get_obj(name)() for name in config.callbacks]
-        self.forward_model: nn.Module = self.dist.wrap(self.model)
         if config.compile:
             self.forward_model = torch.compile(self.forward_model)  # type: ignore[assignment]
         self.step = 0
@@ -188,8 +189,9 @@ class Trainer:
         }
 
     def save(self, name: str | None = None) -> Path | None:
-        """Write a checkpoint (rank 0 only): ``step-N`` by default, or ``name``."""
+        """Write a checkpoint (rank 0 writes): ``step-N`` by default, or ``name``."""
         path = None
+        model_state, optimizer_state = self.dist.full_state(self.model, self.optimizer)  # collective
         if self.dist.is_main:
             extra = {"tokenizer": self.config.tokenizer, **getattr(self.task, "checkpoint_config", dict)()}
             try:
@@ -197,9 +199,10 @@ class Trainer:
                     self.run_dir,
                     name or f"step-{self.step:07d}",
                     self.model,
-                    self.optimizer,
+                    optimizer_state,
                     self._trainer_state(),
                     extra_config=extra,
+                    model_state=model_state,
                 )
             except OSError as exc:
                 raise CheckpointError(
@@ -218,7 +221,10 @@ class Trainer:
             raise CheckpointError(
                 f"{self.run_dir}: no checkpoint to resume from (expected step-N directories)"
             )
-        _, optimizer_state, state = load_training_checkpoint(latest, self.model)
+        if self.dist.sharded:
+            weights, optimizer_state, state = read_training_checkpoint(latest)
+        else:
+            _, optimizer_state, state = load_training_checkpoint(latest, self.model)
         saved = TrainConfig(**{**state["config"]}).fingerprint()
         current = self.config.fingerprint()
         differences = [
@@ -230,7 +236,10 @@ class Trainer:
                 f"({'; '.join(differences)}); "
                 "use the same settings or a new --out"
             )
-        self.optimizer.load_state_dict(optimizer_state)
+        if self.dist.sharded:
+            self.dist.load_full_state(self.model, self.optimizer, weights, optimizer_state)
+        else:
+            self.optimizer.load_state_dict(optimizer_state)
         self.loader.load_state_dict(state["data"])
         restore_rng_state(state["rng"])
         self.step = state["step"]
@@ -291,7 +300,7 @@ class Trainer:
                 "Lower --lr, enable grad clipping or check the data"
             )
         max_norm = cfg.grad_clip if cfg.grad_clip is not None else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        grad_norm = self.dist.grad_norm(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
         self.optimizer.step()
         self.step += 1
         return total, grad_norm
@@ -425,7 +434,13 @@ class Trainer:
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=self.max_steps, initial=self.step, desc="pretrain", unit="step", dynamic_ncols=True)
+        return tqdm(
+            total=self.max_steps,
+            initial=self.step,
+            desc=getattr(self.task, "name", "train"),
+            unit="step",
+            dynamic_ncols=True,
+        )
 
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
