@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 
 import numpy as np
 import pytest
 
 from llm_core.errors import ConfigError, DataError
 from llm_data import load_prepared, prepare_corpus
-from llm_data.shards import token_dtype
+from llm_data.shards import ShardWriter, token_dtype
 
 DOC_A = "The first document talks about cats. " * 40
 DOC_B = "A second one, about dogs and 42 bones! " * 30
@@ -93,6 +95,20 @@ def test_failure_leaves_nothing_behind(corpus, tmp_path) -> None:
     assert index["splits"]["train"]["tokens"] > 0
 
 
+def test_disk_full_is_a_data_error_and_keeps_the_old_corpus(corpus, tmp_path, monkeypatch) -> None:
+    prepare_corpus([corpus / "a.txt"], tmp_path / "out")
+    before = np.asarray(load_prepared(tmp_path / "out"))
+
+    def full(self, ids) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(ShardWriter, "write", full)
+    with pytest.raises(DataError, match=r"out: cannot write the prepared corpus \(No space left on device\)"):
+        prepare_corpus([corpus], tmp_path / "out", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"]
+    assert np.array_equal(np.asarray(load_prepared(tmp_path / "out")), before)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
@@ -148,6 +164,31 @@ def test_missing_shard_and_index(prepared, tmp_path) -> None:
         load_prepared(prepared, "test")
     with pytest.raises(DataError, match=r"no index\.json"):
         load_prepared(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"sha256": None},  # a key lost to a flipped bit
+        {"tokens": "200"},
+        {"tokens": True},
+        {"tokens": -1},
+        {"file": "../outside.bin"},  # an index naming a file outside the directory
+        {"file": "/etc/hostname"},
+        {"file": ".."},
+    ],
+)
+def test_malformed_shard_entries_name_the_index(prepared, change) -> None:
+    index = json.loads((prepared / "index.json").read_text())
+    shard = index["splits"]["train"]["shards"][0]
+    for key, value in change.items():
+        if value is None:
+            del shard[key]
+        else:
+            shard[key] = value
+    (prepared / "index.json").write_text(json.dumps(index))
+    with pytest.raises(DataError, match=r"index\.json: malformed entry for split 'train'"):
+        load_prepared(prepared, "val")  # checked when the index is read, whatever the split
 
 
 def test_dtype_grows_with_the_vocabulary() -> None:

@@ -149,7 +149,8 @@ def prepare_corpus(
     ``tokenizer`` is a registered name or a BPE ``.json`` path (workers load it by name).
     Bad input raises :class:`DataError` (empty or non-UTF-8 file, missing path, non-empty
     ``out_dir``) or :class:`ConfigError` (out-of-range options) before anything is renamed
-    into ``out_dir``.
+    into ``out_dir``; a failed write (disk full, permissions) raises :class:`DataError` and leaves
+    ``out_dir`` as it was.
     """
     if not isinstance(tokenizer, (str, os.PathLike)):
         raise ConfigError(f"tokenizer={tokenizer!r}: expected a registered name or a BPE .json path")
@@ -235,6 +236,12 @@ def prepare_corpus(
         }
         write_json_atomic(tmp / INDEX_FILE, index)
         _move_into_place(tmp, out_dir)
+    except OSError as exc:  # disk full, quota, permissions: nothing was renamed into out_dir
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(
+            f"{out_dir}: cannot write the prepared corpus ({exc.strerror or exc}); "
+            f"{out_dir} was left as it was; free some space or choose another --out"
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

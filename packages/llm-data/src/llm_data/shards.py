@@ -171,7 +171,32 @@ def read_index(directory: str | os.PathLike[str]) -> dict[str, Any]:
         )
     if not isinstance(index.get("splits"), dict) or index.get("dtype") not in ("uint16", "uint32"):
         raise DataError(f"{path}: malformed index (missing 'splits' or 'dtype'); re-run `scratchlm prepare`")
+    for split, entry in index["splits"].items():
+        shards = entry.get("shards") if isinstance(entry, dict) else None
+        if not isinstance(shards, list) or not all(_is_shard_entry(shard) for shard in shards):
+            raise DataError(
+                f"{path}: malformed entry for split {split!r} (expected shards with a plain file name, "
+                "a token count and a sha256); re-run `scratchlm prepare`"
+            )
     return index
+
+
+def _is_shard_entry(shard: Any) -> bool:
+    """A well-formed shard entry whose file is a plain name inside the directory (no path, no ``..``)."""
+    if not isinstance(shard, dict):
+        return False
+    file, tokens, sha256 = shard.get("file"), shard.get("tokens"), shard.get("sha256")
+    return (
+        isinstance(file, str)
+        and file not in ("", ".", "..")
+        and "/" not in file
+        and "\\" not in file
+        and isinstance(tokens, int)
+        and not isinstance(tokens, bool)
+        and tokens >= 0
+        and isinstance(sha256, str)
+        and len(sha256) == 64
+    )
 
 
 def load_prepared(
