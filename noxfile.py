@@ -126,13 +126,19 @@ EXAMPLES = [
     ("examples/ch04_gpt_model.py", []),
     ("examples/ch05_pretrain.py", ["--steps", "20"]),
     ("examples/ch05_load_gpt2.py", []),
+    ("examples/ch06_classify_spam.py", ["--base", "tiny", "--max-steps", "20"]),
+    ("examples/ch07_instruct.py", ["--max-steps", "5", "--test-limit", "2", "--max-new-tokens", "16"]),
     ("examples/ch07_evaluate.py", []),
+    ("examples/ch07_serve.py", []),
 ]
 
 
 @nox.session(python=PYTHON, tags=["ci"])
 def examples(session: nox.Session) -> None:
-    """Smoke-run every example script of the guided path with tiny settings."""
+    """Smoke-run every example script of the guided path with tiny settings.
+
+    The chapter 6-7 scripts read the book's data from $SCRATCHLM_TEST_DATA, else ../shared/data.
+    """
     install_all(session)
     for script, arguments in EXAMPLES:
         session.run("python", script, *arguments, *session.posargs, env=TEST_ENV)

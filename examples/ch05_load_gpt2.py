@@ -25,7 +25,8 @@ args = parser.parse_args()
 source = args.hf_dir
 if source is None:
     torch.manual_seed(0)
-    source = str(export_hf(build_model("gpt2", preset="tiny"), Path(tempfile.mkdtemp()) / "random-gpt2"))
+    scratch = tempfile.TemporaryDirectory(prefix="load-gpt2-")  # removed at exit
+    source = str(export_hf(build_model("gpt2", preset="tiny"), Path(scratch.name) / "random-gpt2"))
     print("no --hf-dir: exported a random tiny GPT-2 in the Hugging Face layout to", source)
 
 model = import_hf(source).eval()

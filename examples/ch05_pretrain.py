@@ -20,7 +20,8 @@ parser.add_argument("--steps", type=int, default=200)
 parser.add_argument("--out", type=Path, help="run directory [default: a temporary one]")
 args = parser.parse_args()
 
-out = args.out or Path(tempfile.mkdtemp()) / "run"
+scratch = tempfile.TemporaryDirectory(prefix="pretrain-")  # removed at exit: pass --out to keep the run
+out = args.out or Path(scratch.name) / "run"
 text = args.text
 if text is None:
     text = out.parent / "corpus.txt"
@@ -42,3 +43,5 @@ result = pretrain(config, out)
 print(f"validation loss {result.initial_val_loss:.2f} -> {result.val_loss:.2f} after {result.steps} steps")
 print("loss plot:", plot_runs([out], out / "loss.png"))
 assert result.val_loss < result.initial_val_loss
+if args.out is None:
+    print("note: the run is in a temporary directory, removed on exit; pass --out DIR to keep it")
