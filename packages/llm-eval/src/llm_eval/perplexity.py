@@ -7,6 +7,11 @@ once, in the first window that holds it as a new target, so each prediction
 sees at least ``context_length - stride`` tokens of left context (all of them
 in the first window). ``stride = context_length`` gives disjoint windows
 (fast, least context); ``stride = 1`` gives every token a full context (slow).
+
+:func:`rolling_windows` is lm-evaluation-harness's layout for
+``loglikelihood_rolling``: disjoint blocks of ``context_length`` predictions,
+the last block right-aligned so it too sees a full context.
+:func:`windows_nll` scores any such list of windows.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 from llm_core.errors import ConfigError, DataError
 from llm_eval.reports import evaluator
 
-__all__ = ["evaluate_perplexity", "strided_perplexity", "strided_windows"]
+__all__ = ["evaluate_perplexity", "rolling_windows", "strided_perplexity", "strided_windows", "windows_nll"]
 
 
 def strided_windows(n_tokens: int, context_length: int, stride: int) -> list[tuple[int, int, int]]:
@@ -47,6 +52,24 @@ def strided_windows(n_tokens: int, context_length: int, stride: int) -> list[tup
         begin += stride
 
 
+def rolling_windows(n_tokens: int, context_length: int) -> list[tuple[int, int, int]]:
+    """lm-evaluation-harness's rolling windows over ``n_tokens`` tokens, as ``(begin, end, n_new)`` triples.
+
+    The same convention as :func:`strided_windows` (inputs ``tokens[begin:end]``, the last
+    ``n_new`` targets counted): block ``k`` predicts targets ``k * context_length + 1`` up to
+    ``(k + 1) * context_length``, and its window ends at its last target, so every window but
+    a short first one holds ``context_length`` inputs (``lm_eval.utils.get_rolling_token_windows``
+    with ``context_len=1``). Fewer than 2 tokens give no window.
+    """
+    if isinstance(context_length, bool) or not isinstance(context_length, int) or context_length < 1:
+        raise ConfigError(f"context_length: expected a positive integer, got {context_length!r}")
+    windows = []
+    for start in range(0, max(n_tokens - 1, 0), context_length):  # `start` targets were counted before
+        end = min(start + context_length, n_tokens - 1)
+        windows.append((max(0, end - context_length), end, end - start))
+    return windows
+
+
 def _as_tensor(tokens: Any) -> Any:
     import numpy as np
     import torch
@@ -71,14 +94,9 @@ def strided_perplexity(
     Returns ``{"loss", "perplexity", "tokens", "predicted_tokens", "windows",
     "context_length", "stride"}``.
     """
-    import torch
-    import torch.nn.functional as F
-
     ids = _as_tensor(tokens)  # (n,)
     ctx = int(context_length or model.config.context_length)
     stride = max(ctx // 2, 1) if stride is None else stride
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size: expected a positive integer, got {batch_size!r}")
     windows = strided_windows(len(ids), ctx, stride)
     vocab = getattr(getattr(model, "config", None), "vocab_size", None)
     if vocab is not None and len(ids) and int(ids.max()) >= vocab:
@@ -86,6 +104,34 @@ def strided_perplexity(
             f"token id {int(ids.max())} is outside the model's vocabulary 0..{vocab - 1}; "
             "was the text tokenized with the model's tokenizer (--tokenizer)?"
         )
+    total = windows_nll(model, ids, windows, batch_size=batch_size)
+    predicted = len(ids) - 1
+    loss = total / predicted
+    return {
+        "loss": loss,
+        "perplexity": math.exp(loss) if loss < 700 else math.inf,
+        "tokens": len(ids),
+        "predicted_tokens": predicted,
+        "windows": len(windows),
+        "context_length": ctx,
+        "stride": stride,
+    }
+
+
+def windows_nll(
+    model: Any, tokens: Sequence[int] | Any, windows: Sequence[tuple[int, int, int]], *, batch_size: int = 8
+) -> float:
+    """Summed next-token negative log-likelihood (nats) of the targets ``windows`` count.
+
+    ``windows``: ``(begin, end, n_new)`` triples as :func:`strided_windows` and
+    :func:`rolling_windows` make them. Consecutive windows of equal length run as one batch.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    ids = _as_tensor(tokens)  # (n,)
     device = next(model.parameters()).device
     total = 0.0
     was_training = model.training
@@ -113,17 +159,7 @@ def strided_perplexity(
                 total += float(losses[row, length - n_new :].sum())
     finally:
         model.train(was_training)
-    predicted = len(ids) - 1
-    loss = total / predicted
-    return {
-        "loss": loss,
-        "perplexity": math.exp(loss) if loss < 700 else math.inf,
-        "tokens": len(ids),
-        "predicted_tokens": predicted,
-        "windows": len(windows),
-        "context_length": ctx,
-        "stride": stride,
-    }
+    return total
 
 
 @evaluator(
