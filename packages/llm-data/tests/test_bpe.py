@@ -122,6 +122,24 @@ def test_malformed_bpe_files(tmp_path, content: str, match: str) -> None:
         BPETokenizer.load(path)
 
 
+def test_bpe_files_with_a_bad_pattern_or_deep_nesting(tmp_path) -> None:
+    path = tmp_path / "bad.json"
+    file = {"format": "scratchlm-bpe", "format_version": 1, "merges": [], "special_tokens": []}
+    path.write_text(json.dumps({**file, "pattern": "("}))
+    with pytest.raises(DataError, match=r"bad\.json: BPE pattern '\(' is not a valid regular expression"):
+        BPETokenizer.load(path)
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataError, match="cannot read a BPE tokenizer JSON file"):
+        BPETokenizer.load(path)
+
+
+def test_a_pattern_that_skips_characters_is_an_error_not_lost_text() -> None:
+    tokenizer = BPETokenizer(pattern=r"\w+")  # no alternative for spaces
+    assert tokenizer.decode(tokenizer.encode("hello")) == "hello"
+    with pytest.raises(DataError, match=r"does not match the text at character 5 \(' world'\)"):
+        tokenizer.encode("hello world")
+
+
 def test_vocab_size_too_small_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="choose vocab_size >= 257"):
         BPETokenizer.train("abc", 200)

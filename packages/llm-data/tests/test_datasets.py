@@ -57,6 +57,15 @@ def test_sms_spam_malformed_rows(tmp_path) -> None:
         parse_sms_spam(path)
 
 
+def test_sms_spam_rows_end_at_newlines_only(tmp_path) -> None:
+    path = tmp_path / "SMSSpamCollection"
+    path.write_bytes("ham\ta\x1eb\u2028c\x0cd\r\nspam\tsecond\r\n".encode())
+    assert parse_sms_spam(path) == [
+        {"text": "a\x1eb\u2028c\x0cd", "label": 0},
+        {"text": "second", "label": 1},
+    ]
+
+
 def test_spam_dataset_pads_and_truncates(gpt2) -> None:
     records = [{"text": "Hi", "label": 0}, {"text": "WIN a free prize now!!!", "label": 1}]
     longest = SpamDataset(records, gpt2)
@@ -93,6 +102,9 @@ def test_malformed_instruction_json(tmp_path) -> None:
         json.dumps([{"instruction": "a", "output": "b"}, {"input": "c"}], indent=1), encoding="utf-8"
     )
     with pytest.raises(DataError, match=r"data\.json:6: record #1 lacks instruction, output"):
+        load_instruction_file(path)
+    path.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    with pytest.raises(DataError, match=r"data\.json: JSON nested too deeply"):
         load_instruction_file(path)
 
 

@@ -191,6 +191,12 @@ def test_malformed_shard_entries_name_the_index(prepared, change) -> None:
         load_prepared(prepared, "val")  # checked when the index is read, whatever the split
 
 
+def test_deeply_nested_index_is_a_data_error(prepared) -> None:
+    (prepared / "index.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataError, match=r"index\.json: unreadable index"):
+        load_prepared(prepared)
+
+
 def test_dtype_grows_with_the_vocabulary() -> None:
     assert token_dtype(50257) == np.uint16
     assert token_dtype(65536) == np.uint16

@@ -72,7 +72,10 @@ class BPETokenizer:
     ) -> None:
         self.name = name
         self.pattern = pattern
-        self._regex = regex.compile(pattern)
+        try:
+            self._regex = regex.compile(pattern)
+        except (regex.error, TypeError, ValueError, OverflowError) as exc:
+            raise DataError(f"BPE pattern {pattern!r} is not a valid regular expression ({exc})") from None
         self.merges: list[tuple[int, int]] = []
         self.vocab: dict[int, bytes] = {i: bytes([i]) for i in range(256)}
         for left, right in merges:
@@ -214,8 +217,18 @@ class BPETokenizer:
     def encode_ordinary(self, text: str) -> list[int]:
         """Token ids of ``text``, special tokens treated as plain text."""
         ids: list[int] = []
+        end = 0
         for match in self._regex.finditer(text):
+            if match.start() != end:
+                break
             ids.extend(self._encode_chunk(match.group().encode("utf-8")))
+            end = match.end()
+        if end != len(text):  # a pattern that skips characters would silently drop text
+            raise DataError(
+                f"BPE pattern {self.pattern!r} does not match the text at character {end} "
+                f"({text[end : end + 10]!r}); a tokenizer's pattern must split every text completely "
+                "(the default GPT-2 pattern does)"
+            )
         return ids
 
     def encode(self, text: str, *, allowed_special: Any = "all", **_: Any) -> list[int]:
@@ -273,7 +286,7 @@ class BPETokenizer:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise DataError(f"{path}: BPE tokenizer file not found; train one and save() it first") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise DataError(f"{path}: cannot read a BPE tokenizer JSON file ({exc})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise DataError(f'{path}: expected a scratchlm BPE tokenizer file ("format": "{FORMAT}")')

@@ -61,6 +61,8 @@ def load_instruction_file(path: str | os.PathLike[str]) -> list[dict[str, str]]:
         raise DataError(
             f"{path}:{exc.lineno}: invalid JSON ({exc.msg}); expected a list of records"
         ) from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply; expected a list of records") from None
     if not isinstance(data, list):
         raise DataError(f"{path}:1: expected a JSON list of {{instruction, input, output}} records")
     records = []

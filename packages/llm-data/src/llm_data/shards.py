@@ -160,7 +160,7 @@ def read_index(directory: str | os.PathLike[str]) -> dict[str, Any]:
         )
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise DataError(f"{path}: unreadable index ({exc}); re-run `scratchlm prepare`") from None
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise DataError(f'{path}: expected "format": "{FORMAT}"; this is not a prepared token corpus')

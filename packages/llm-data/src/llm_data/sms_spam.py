@@ -30,7 +30,9 @@ def parse_sms_spam(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Records ``{"text": str, "label": 0|1}``; a malformed line raises :class:`DataError` (file:line)."""
     path = Path(path)
     records = []
-    for number, line in enumerate(read_text_file(path).splitlines(), start=1):
+    # Lines end at \n (or \r\n) only: str.splitlines() would also cut a message at \x1e, U+2028 …
+    for number, line in enumerate(read_text_file(path).split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         label, sep, text = line.partition("\t")
