@@ -160,6 +160,38 @@ def test_empty_prompt_is_an_error(model: GPTModel, tokenizer: Any) -> None:
         generate(model, [[1, 2], [0, 0]], 3, padding_mask=[[True, True], [False, False]])
 
 
+@pytest.mark.parametrize(
+    ("prompt", "message"),
+    [
+        ([1, 97], "token id 97 is outside the model's vocabulary 0..96"),
+        ([-1], "token id -1 is outside"),
+        ([[1, 2], [3]], "expected integer token ids"),
+        ([2**70], "expected integer token ids"),
+    ],
+)
+def test_bad_prompt_ids_raise_config_error_even_without_new_tokens(
+    model: GPTModel, prompt: Any, message: str
+) -> None:
+    for max_new_tokens in (0, 2):
+        with pytest.raises(ConfigError, match=message):
+            generate(model, prompt, max_new_tokens)
+
+
+@pytest.mark.parametrize("temperature", [1e-300, 5e-324, 1e-45])
+def test_a_temperature_below_float32_range_is_greedy_not_nan(model: GPTModel, temperature: float) -> None:
+    idx = torch.randint(0, 97, (1, 5))
+    assert torch.equal(generate(model, idx, 5, temperature=temperature, seed=0), generate(model, idx, 5))
+
+
+@pytest.mark.parametrize("top_p", [1e-300, 5e-324])
+def test_a_top_p_below_float32_range_keeps_the_most_likely_token(model: GPTModel, top_p: float) -> None:
+    idx = torch.randint(0, 97, (1, 5))
+    sampled = generate(model, idx, 5, temperature=1.0, top_p=top_p, seed=0)
+    assert torch.equal(sampled, generate(model, idx, 5))
+    uniform = generate(model, idx, 5, temperature=1e300, top_p=top_p, seed=0)  # all logits equal
+    assert int(uniform.min()) >= 0 and int(uniform.max()) < 97
+
+
 def test_stream_checks_options_before_the_first_token(model: GPTModel) -> None:
     with pytest.raises(ConfigError, match="top_p"):
         stream_tokens(model, [1], 3, top_p=2.0)

@@ -66,7 +66,10 @@ def _as_batch(
 ) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
     """Return ``idx`` as a ``(b, t)`` long tensor on the model's device, its mask, and whether it was 1-D."""
     device = next(model.parameters()).device
-    idx = torch.as_tensor(idx, dtype=torch.long, device=device)
+    try:
+        idx = torch.as_tensor(idx, dtype=torch.long, device=device)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise ConfigError(f"prompt: expected integer token ids of shape (t,) or (batch, t) ({exc})") from None
     squeeze = idx.dim() == 1
     if squeeze:
         idx = idx.unsqueeze(0)  # (1, t)
@@ -74,6 +77,14 @@ def _as_batch(
         raise ConfigError(f"prompt: expected token ids of shape (t,) or (batch, t), got {tuple(idx.shape)}")
     if idx.shape[1] == 0 or idx.shape[0] == 0:
         raise ConfigError("prompt: expected at least one token, got an empty prompt; give a non-empty prompt")
+    vocab_size = getattr(getattr(model, "config", None), "vocab_size", None)
+    if isinstance(vocab_size, int):
+        bad = idx[(idx < 0) | (idx >= vocab_size)]
+        if bad.numel():
+            raise ConfigError(
+                f"prompt: token id {int(bad[0])} is outside the model's vocabulary 0..{vocab_size - 1}; "
+                "check the tokenizer matches the model"
+            )
     mask = None
     if padding_mask is not None:
         mask = torch.as_tensor(padding_mask, device=device).bool()
@@ -99,7 +110,10 @@ def _next_token(
     """Pick the next token of each row from its last-position logits ``(b, vocab)`` -> ``(b,)``."""
     if temperature == 0:
         return logits.argmax(dim=-1)
-    logits = logits / temperature
+    # Shift the largest logit to 0 and keep the temperature above 0 in the logits' dtype: a tiny
+    # temperature then gives -inf for the others (greedy), never inf - inf or 0 / 0 = nan.
+    tiny = torch.finfo(logits.dtype).tiny
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / max(float(temperature), tiny)
     if top_k is not None and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (b, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -108,6 +122,7 @@ def _next_token(
         probs = torch.softmax(sorted_logits, dim=-1)
         # Drop a token when the tokens before it already reach top_p (the first one always stays).
         drop = probs.cumsum(dim=-1) - probs >= top_p
+        drop[:, 0] = False  # even when top_p rounds to 0 in the logits' dtype
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
     probs = torch.softmax(logits, dim=-1)
