@@ -49,6 +49,10 @@ def test_round_trip_json_and_toml(tmp_path: Path) -> None:
     (tmp_path / "c.toml").write_text('lr = 0.5\nschedule = "cosine"\n[inner]\nsize = 2\n')
     loaded = config_from_dict(Example, load_config_file(tmp_path / "c.toml"))
     assert loaded == Example(lr=0.5, schedule="cosine", inner=Inner(2))
+    for name, text in (("n.json", '{"lr": NaN}'), ("n.toml", "lr = inf")):  # both formats parse these
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ConfigError, match="expected a finite number"):
+            config_from_dict(Example, load_config_file(tmp_path / name))
     assert isinstance(config_from_dict(Example, {"lr": 2}).lr, float)
 
 
@@ -63,6 +67,8 @@ def test_round_trip_json_and_toml(tmp_path: Path) -> None:
         ({"inner": 3}, "expected a table/object"),
         ({"lr": -1}, "lr=-1.0 must be > 0"),
         ({"layers": "1,2"}, "expected a list"),
+        ({"lr": float("nan")}, "'lr': expected a finite number, got nan"),
+        ({"lr": float("inf")}, "'lr': expected a finite number, got inf"),
     ],
 )
 def test_bad_values_name_the_key(data: dict, message: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import sys
 import tempfile
@@ -97,6 +98,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return dict(value)
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # JSON's NaN/Infinity and TOML's nan/inf parse as floats
+                raise ConfigError(f"{where}: expected a finite number, got {value!r}")
             return float(value)
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if tp is int:
