@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from llm_core.errors import DataError
+from llm_core.errors import ConfigError, DataError
 from llm_data import Source, fetch
 from llm_data.fetchers import cache_dir
 
@@ -88,3 +88,9 @@ def test_cache_dir_from_environment(monkeypatch, tmp_path) -> None:
     assert cache_dir() == tmp_path
     monkeypatch.delenv("SCRATCHLM_CACHE")
     assert cache_dir().parts[-2:] == (".cache", "scratchlm")
+
+
+@pytest.mark.parametrize("filename", ["../escape.txt", "/etc/escape.txt", "sub/file.txt", "..", ""])
+def test_a_source_filename_cannot_leave_the_cache_directory(filename) -> None:
+    with pytest.raises(ConfigError, match="expected a plain file name"):
+        Source(filename, "http://127.0.0.1:9/x", SHA)

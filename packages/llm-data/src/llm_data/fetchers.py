@@ -18,7 +18,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from llm_core.errors import DataError
+from llm_core.errors import ConfigError, DataError
 
 __all__ = ["SOURCES", "Source", "cache_dir", "fetch", "local_or_fetch"]
 
@@ -31,6 +31,14 @@ class Source:
     url: str
     sha256: str
     member: str | None = None  # the file inside a zip archive; ``sha256`` is the member's
+
+    def __post_init__(self) -> None:
+        name = self.filename
+        if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name:
+            raise ConfigError(
+                f"Source filename {name!r}: expected a plain file name (no directory, no '..'); "
+                "the file is written inside the cache directory"
+            )
 
 
 SOURCES: dict[str, Source] = {
