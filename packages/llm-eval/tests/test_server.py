@@ -13,7 +13,9 @@ import pytest
 
 from llm_core.errors import ConfigError
 from llm_eval.judge import OllamaJudge, OpenAIJudge, read_scores, run_judge
+from llm_eval.limits import ServerLimits
 from llm_eval.server import ModelRunner, RunningServer, chat_prompt, create_app, load_runner, start_server
+from llm_eval.server_process import spawn_server
 from llm_model import generate_text
 
 MESSAGES = [
@@ -182,3 +184,41 @@ def test_judge_pipeline_against_our_server(served, tmp_path, backend) -> None:
         assert item["ok"] == (item["score"] is not None)
         if not item["ok"]:
             assert item["tries"] == 2 and len(item["replies"]) == 2
+
+
+def test_limits_bound_tokens_and_bodies(gpt2_checkpoint) -> None:
+    limits = ServerLimits(max_body_bytes=2000, max_tokens=5)
+    server = start_server(create_app(load_runner(gpt2_checkpoint), limits), "127.0.0.1", 0)
+    try:
+        url = server.url
+        body = {"model": "tiny-gpt", "prompt": "Hi", "stream": False, "options": {"num_predict": -1}}
+        assert httpx.post(f"{url}/api/generate", json=body, timeout=30).json()["eval_count"] == 5
+        over = {"model": "tiny-gpt", "prompt": "Hi", "max_tokens": 6}
+        answer = httpx.post(f"{url}/v1/completions", json=over, timeout=30)
+        assert answer.status_code == 422 and "0..5 (this server's limit" in answer.json()["error"]["message"]
+        nan = b'{"model": "tiny-gpt", "prompt": "Hi", "temperature": NaN}'
+        answer = httpx.post(f"{url}/api/generate", content=nan, timeout=30)
+        assert answer.status_code == 400 and "NaN is not a JSON number" in answer.json()["error"]
+        big = httpx.post(f"{url}/api/generate", json={**body, "prompt": "x" * 3000}, timeout=30)
+        assert big.status_code == 413 and "limit of 2000 bytes" in big.json()["error"]
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("max_body_bytes", 0), ("max_tokens", 1.5), ("request_timeout", 0), ("keep_alive", float("inf"))],
+)
+def test_bad_limits_are_config_errors(field: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=f"{field}: expected a positive"):
+        ServerLimits(**{field: value})
+
+
+def test_non_loopback_host_needs_allow_remote(gpt2_checkpoint) -> None:
+    with pytest.raises(ConfigError, match=r"not a loopback address.*--allow-remote"):
+        start_server(create_app(load_runner(gpt2_checkpoint)), "0.0.0.0", 0)
+
+
+def test_spawn_server_reports_a_server_that_cannot_start(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"did not start.*error:"):
+        spawn_server(tmp_path / "no-such-checkpoint", timeout=60)

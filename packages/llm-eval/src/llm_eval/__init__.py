@@ -50,11 +50,14 @@ _EXPORTS = {
     "write_report": "reports",
     "render_review": "review",
     "write_review": "review",
+    "ServerLimits": "limits",
     "ModelRunner": "server",
     "chat_prompt": "server",
     "create_app": "server",
     "serve": "server",
     "start_server": "server",
+    "ServerProcess": "server_process",
+    "spawn_server": "server_process",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -161,7 +161,9 @@ def serve_command(
         Path, typer.Argument(help="Checkpoint directory (config.json + model.safetensors).")
     ],
     host: Annotated[str, typer.Option("--host", help="Address to bind (loopback by default).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port (11434, Ollama's, by default).")] = 11434,
+    port: Annotated[
+        int, typer.Option("--port", help="Port (11434, Ollama's, by default; 0: any free one).")
+    ] = 11434,
     tokenizer: Annotated[
         Optional[str],
         typer.Option("--tokenizer", help="Tokenizer name (default: the checkpoint's, else gpt2)."),
@@ -169,9 +171,32 @@ def serve_command(
     name: Annotated[
         Optional[str], typer.Option("--name", help="Model name clients use (default: the directory's name).")
     ] = None,
+    allow_remote: Annotated[
+        bool,
+        typer.Option(
+            "--allow-remote",
+            help="Allow a --host other machines can reach (the server has no authentication).",
+        ),
+    ] = False,
+    max_body_bytes: Annotated[
+        int, typer.Option("--max-body-bytes", help="Largest request body; larger ones get 413.")
+    ] = 1 << 20,
+    max_tokens: Annotated[
+        int, typer.Option("--max-tokens", help="Most tokens one request may generate.")
+    ] = 4096,
+    request_timeout: Annotated[
+        float,
+        typer.Option("--request-timeout", help="Seconds a client has to send its headers, and its body."),
+    ] = 30.0,
 ) -> None:
-    """Serve a checkpoint with the Ollama (/api/*) and OpenAI (/v1/*) APIs, streaming included."""
+    """Serve a checkpoint with the Ollama (/api/*) and OpenAI (/v1/*) APIs, streaming included.
+
+    Prints "scratchlm serve: listening on URL" once it accepts connections; Ctrl-C stops it.
+    """
+    from llm_eval.limits import ServerLimits
     from llm_eval.server import serve
 
-    typer.echo(f"serving {checkpoint} on http://{host}:{port} (Ctrl-C to stop)", err=True)
-    serve(checkpoint, host, port, tokenizer=tokenizer, name=name)
+    limits = ServerLimits(
+        max_body_bytes=max_body_bytes, max_tokens=max_tokens, request_timeout=request_timeout
+    )
+    serve(checkpoint, host, port, tokenizer=tokenizer, name=name, allow_remote=allow_remote, limits=limits)

@@ -15,16 +15,24 @@ into the book's Alpaca prompt (:func:`chat_prompt`). ``/api/generate`` and
 
 Errors: malformed JSON -> 400, a field of the wrong type or value -> 422, a
 prompt longer than the context -> 400, an unknown model name -> 404 (what
-Ollama and OpenAI answer), each with a message (``{"error": "..."}`` on the
-Ollama routes, ``{"error": {"message": ...}}`` on the OpenAI routes).
+Ollama and OpenAI answer), a body over the size limit -> 413, a body that
+arrives too slowly -> 408, each with a message (``{"error": "..."}`` on the
+Ollama routes, ``{"error": {"message": ...}}`` on the OpenAI routes). The limits
+are a :class:`llm_eval.limits.ServerLimits`; ``GET /openapi.json`` describes
+every route, its bounds and its answers (:mod:`llm_eval.openapi`).
+
+The server has no authentication: :func:`start_server` and :func:`serve` bind
+only loopback addresses unless ``allow_remote=True`` (``--allow-remote``).
 """
 
 import asyncio
 import errno
 import hashlib
 import json
+import math
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -35,6 +43,14 @@ from pathlib import Path
 from typing import Any
 
 from llm_core.errors import ConfigError, MissingDependencyError
+from llm_eval.limits import BodyLimit, ServerLimits, check_host, timed_h11_protocol
+from llm_eval.openapi import (
+    MAX_SEED,
+    error_responses,
+    ollama_request_body,
+    openai_request_body,
+    success_response,
+)
 
 __all__ = [
     "DEFAULT_HOST",
@@ -43,6 +59,7 @@ __all__ = [
     "ModelRunner",
     "RequestError",
     "RunningServer",
+    "ServerLimits",
     "chat_prompt",
     "create_app",
     "serve",
@@ -54,6 +71,10 @@ DEFAULT_PORT = 11434
 DEFAULT_MAX_TOKENS = 128
 #: Where a chat answer ends in the Alpaca template: the model starting a new instruction.
 CHAT_STOP = ("### Instruction:",)
+#: Where a token budget over the server's limit comes from.
+LIMIT_HINT = " (this server's limit: `scratchlm serve --max-tokens`)"
+#: Sampling temperatures below this decode greedily: dividing logits by them overflows to inf.
+GREEDY_BELOW = 1e-6
 
 
 def _require_serve() -> None:
@@ -141,7 +162,10 @@ class ModelRunner:
 
     def encode(self, prompt: str) -> list[int]:
         """Token ids of a prompt; an empty or too long prompt is a :class:`RequestError`."""
-        ids = list(self.tokenizer.encode(prompt))
+        try:
+            ids = list(self.tokenizer.encode(prompt))
+        except (ValueError, UnicodeError) as exc:
+            raise RequestError(400, f"prompt: cannot be tokenized ({exc})", param="prompt") from None
         if not ids:
             raise RequestError(400, "prompt: expected some text, got an empty prompt", param="prompt")
         if len(ids) > self.context_length:
@@ -172,7 +196,7 @@ class ModelRunner:
             self.model,
             ids,
             options.max_tokens,
-            temperature=options.temperature,
+            temperature=options.temperature if options.temperature >= GREEDY_BELOW else 0.0,
             top_k=options.top_k,
             top_p=options.top_p,
             seed=options.seed,
@@ -261,7 +285,9 @@ def _now() -> str:
 # ---- request parsing -----------------------------------------------------------------------------
 
 
-def _number(body: dict[str, Any], key: str, *, low: float, high: float | None, integer: bool = False) -> Any:
+def _number(
+    body: dict[str, Any], key: str, *, low: float, high: float | None, integer: bool = False, hint: str = ""
+) -> Any:
     value = body.get(key)
     if value is None:
         return None
@@ -269,12 +295,13 @@ def _number(body: dict[str, Any], key: str, *, low: float, high: float | None, i
     if (
         isinstance(value, bool)
         or not isinstance(value, kinds)
+        or not math.isfinite(value)
         or value < low
         or (high is not None and value > high)
     ):
         expected = "an integer" if integer else "a number"
         bounds = f">= {low}" if high is None else f"in {low}..{high}"
-        raise RequestError(422, f"{key}: expected {expected} {bounds}, got {value!r}", param=key)
+        raise RequestError(422, f"{key}: expected {expected} {bounds}{hint}, got {value!r}", param=key)
     return value
 
 
@@ -304,7 +331,8 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
             )
         content = m.get("content", "")
         if isinstance(content, list):  # OpenAI content parts: keep the text ones
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+            texts = [p.get("text", "") for p in content if isinstance(p, dict)]
+            content = "".join(texts) if all(isinstance(t, str) for t in texts) else None
         if not isinstance(content, str):
             raise RequestError(
                 422, f"messages[{i}].content: expected a string, got {content!r}", param="messages"
@@ -315,36 +343,39 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _ollama_options(body: dict[str, Any], default_stop: Sequence[str] = ()) -> GenerationOptions:
+def _ollama_options(body: dict[str, Any], limit: int, default_stop: Sequence[str] = ()) -> GenerationOptions:
+    """Ollama's ``options``; ``num_predict`` -1 or -2 (no limit, fill the context) mean ``limit`` tokens."""
     options = body.get("options") or {}
     if not isinstance(options, dict):
         raise RequestError(422, f"options: expected an object, got {options!r}", param="options")
-    predict = _number(options, "num_predict", low=-2, high=None, integer=True)
+    predict = _number(options, "num_predict", low=-2, high=limit, integer=True, hint=LIMIT_HINT)
     temperature = _number(options, "temperature", low=0, high=None)
     return GenerationOptions(
-        max_tokens=DEFAULT_MAX_TOKENS if predict is None else (predict if predict >= 0 else 1 << 30),
+        max_tokens=min(DEFAULT_MAX_TOKENS, limit)
+        if predict is None
+        else (predict if predict >= 0 else limit),
         temperature=0.8 if temperature is None else float(temperature),
         top_k=_number(options, "top_k", low=1, high=None, integer=True) or None,
         top_p=_number(options, "top_p", low=0, high=1) or None,
-        seed=_number(options, "seed", low=0, high=None, integer=True),
+        seed=_number(options, "seed", low=0, high=MAX_SEED, integer=True),
         stop=[*default_stop, *_stop(options.get("stop"))],
     )
 
 
 def _openai_options(
-    body: dict[str, Any], default_max: int, default_stop: Sequence[str] = ()
+    body: dict[str, Any], default_max: int, limit: int, default_stop: Sequence[str] = ()
 ) -> GenerationOptions:
     if _number(body, "n", low=1, high=1, integer=True) is None and body.get("n") is not None:
         raise RequestError(422, "n: only n=1 is supported", param="n")
-    max_tokens = _number(body, "max_completion_tokens", low=0, high=None, integer=True)
+    max_tokens = _number(body, "max_completion_tokens", low=0, high=limit, integer=True, hint=LIMIT_HINT)
     if max_tokens is None:
-        max_tokens = _number(body, "max_tokens", low=0, high=None, integer=True)
+        max_tokens = _number(body, "max_tokens", low=0, high=limit, integer=True, hint=LIMIT_HINT)
     temperature = _number(body, "temperature", low=0, high=2)
     return GenerationOptions(
-        max_tokens=default_max if max_tokens is None else max_tokens,
+        max_tokens=min(default_max, limit) if max_tokens is None else max_tokens,
         temperature=1.0 if temperature is None else float(temperature),
         top_p=_number(body, "top_p", low=0, high=1) or None,
-        seed=_number(body, "seed", low=0, high=None, integer=True),
+        seed=_number(body, "seed", low=0, high=MAX_SEED, integer=True),
         stop=[*default_stop, *_stop(body.get("stop"))],
     )
 
@@ -352,14 +383,26 @@ def _openai_options(
 # ---- the app -------------------------------------------------------------------------------------
 
 
-def create_app(runner: ModelRunner) -> Any:
-    """The FastAPI application serving ``runner``'s model on the Ollama and OpenAI routes."""
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def create_app(runner: ModelRunner, limits: ServerLimits | None = None) -> Any:
+    """The FastAPI application serving ``runner``'s model on the Ollama and OpenAI routes.
+
+    ``limits`` (default :class:`ServerLimits`) bound the body size and the tokens per request;
+    :func:`start_server` takes its timeouts from ``app.state.limits``.
+    """
     _require_serve()
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
+    limits = limits or ServerLimits()
     app = FastAPI(title="scratchlm serve", version="1")
     app.state.runner = runner
+    app.state.limits = limits
+    app.add_middleware(BodyLimit, limits=limits)
+    name, most = runner.name, limits.max_tokens
 
     def ollama_error(exc: RequestError) -> JSONResponse:
         return JSONResponse({"error": exc.message}, status_code=exc.status)
@@ -373,8 +416,8 @@ def create_app(runner: ModelRunner) -> Any:
     async def read_body(request: Request) -> dict[str, Any]:
         raw = await request.body()
         try:
-            body = json.loads(raw or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            body = json.loads(raw or b"null", parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise RequestError(400, f"malformed JSON in the request body: {exc}") from None
         if not isinstance(body, dict):
             raise RequestError(400, f"expected a JSON object as the request body, got {type(body).__name__}")
@@ -395,7 +438,7 @@ def create_app(runner: ModelRunner) -> Any:
 
     # -- Ollama ------------------------------------------------------------------------------------
 
-    @app.get("/")
+    @app.get("/", response_class=PlainTextResponse)
     def root() -> PlainTextResponse:
         return PlainTextResponse("scratchlm is running (Ollama and OpenAI compatible)")
 
@@ -436,7 +479,7 @@ def create_app(runner: ModelRunner) -> Any:
             stream = stream_flag(body, True)
             if chat:
                 prompt = chat_prompt(_messages(body))
-                options = _ollama_options(body, CHAT_STOP)
+                options = _ollama_options(body, most, CHAT_STOP)
             else:
                 raw_prompt = body.get("prompt")
                 if not isinstance(raw_prompt, str):
@@ -444,7 +487,7 @@ def create_app(runner: ModelRunner) -> Any:
                 prompt = raw_prompt
                 if isinstance(body.get("system"), str) and body["system"]:
                     prompt = f"{body['system']}\n\n{prompt}"
-                options = _ollama_options(body)
+                options = _ollama_options(body, most)
             ids = runner.encode(prompt)
         except RequestError as exc:
             return ollama_error(exc)
@@ -495,11 +538,14 @@ def create_app(runner: ModelRunner) -> Any:
             {"error": "generation ended without a result"}, status_code=500
         )  # pragma: no cover
 
-    @app.post("/api/generate")
+    def described(openai: bool, extra: dict[str, Any]) -> dict[str, Any]:
+        return {"openapi_extra": extra, "responses": {**success_response(openai), **error_responses(openai)}}
+
+    @app.post("/api/generate", **described(False, ollama_request_body(name, most, chat=False)))
     async def ollama_generate(request: Request) -> Any:
         return await ollama_route(request, chat=False)
 
-    @app.post("/api/chat")
+    @app.post("/api/chat", **described(False, ollama_request_body(name, most, chat=True)))
     async def ollama_chat(request: Request) -> Any:
         return await ollama_route(request, chat=True)
 
@@ -521,7 +567,7 @@ def create_app(runner: ModelRunner) -> Any:
             stream = stream_flag(body, False)
             if chat:
                 prompt = chat_prompt(_messages(body))
-                options = _openai_options(body, DEFAULT_MAX_TOKENS, CHAT_STOP)
+                options = _openai_options(body, DEFAULT_MAX_TOKENS, most, CHAT_STOP)
             else:
                 raw_prompt = body.get("prompt")
                 if isinstance(raw_prompt, list) and len(raw_prompt) == 1:
@@ -531,9 +577,14 @@ def create_app(runner: ModelRunner) -> Any:
                         422, "prompt: expected a string (one prompt per request)", param="prompt"
                     )
                 prompt = raw_prompt
-                options = _openai_options(body, 16)
+                options = _openai_options(body, 16, most)
             ids = runner.encode(prompt)
-            usage_in_stream = bool((body.get("stream_options") or {}).get("include_usage"))
+            stream_options = body.get("stream_options") or {}
+            if not isinstance(stream_options, dict):
+                raise RequestError(
+                    422, f"stream_options: expected an object, got {stream_options!r}", param="stream_options"
+                )
+            usage_in_stream = bool(stream_options.get("include_usage"))
         except RequestError as exc:
             return openai_error(exc)
         ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
@@ -595,11 +646,11 @@ def create_app(runner: ModelRunner) -> Any:
                 return JSONResponse({"error": {"message": value, "type": "server_error"}}, status_code=500)
         return JSONResponse({"error": {"message": "no result"}}, status_code=500)  # pragma: no cover
 
-    @app.post("/v1/completions")
+    @app.post("/v1/completions", **described(True, openai_request_body(name, most, chat=False)))
     async def openai_completions(request: Request) -> Any:
         return await openai_route(request, chat=False)
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", **described(True, openai_request_body(name, most, chat=True)))
     async def openai_chat(request: Request) -> Any:
         return await openai_route(request, chat=True)
 
@@ -656,13 +707,28 @@ class RunningServer:
         self.stop()
 
 
-def _uvicorn_server(app: Any, host: str, port: int, log_level: str) -> Any:
+def _uvicorn_config(app: Any, host: str, port: int, log_level: str) -> Any:
+    """uvicorn's config: h11 with a request-head deadline, timeouts from ``app.state.limits``."""
     import uvicorn
 
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, lifespan="off", timeout_graceful_shutdown=5
+    limits = getattr(app.state, "limits", None) or ServerLimits()
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+        timeout_keep_alive=max(1, math.ceil(limits.keep_alive)),
+        http=timed_h11_protocol(limits.request_timeout),
     )
-    return uvicorn.Server(config)
+
+
+def _bound_port(server: Any, port: int) -> int:
+    """The port ``server`` listens on (the OS's choice when ``port`` is 0)."""
+    if port == 0 and server.servers:
+        return int(server.servers[0].sockets[0].getsockname()[1])
+    return port
 
 
 def start_server(
@@ -670,13 +736,20 @@ def start_server(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     *,
+    allow_remote: bool = False,
     log_level: str = "warning",
     timeout: float = 30.0,
 ) -> RunningServer:
-    """Start ``app`` with uvicorn in a daemon thread and wait until it accepts connections."""
+    """Start ``app`` with uvicorn in a daemon thread and wait until it accepts connections.
+
+    A non-loopback ``host`` needs ``allow_remote=True`` (the server has no authentication).
+    """
     _require_serve()
+    import uvicorn
+
+    check_host(host, allow_remote)
     _check_port(host, port)
-    server = _uvicorn_server(app, host, port, log_level)
+    server = uvicorn.Server(_uvicorn_config(app, host, port, log_level))
     thread = threading.Thread(target=server.run, name=f"scratchlm-serve-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
@@ -685,9 +758,7 @@ def start_server(
             server.should_exit = True
             raise ConfigError(f"the server on {host}:{port} did not start; is the port free? pass --port")
         time.sleep(0.02)
-    if port == 0:  # an OS-chosen port: read it back
-        port = server.servers[0].sockets[0].getsockname()[1]
-    return RunningServer(server, thread, host, port)
+    return RunningServer(server, thread, host, _bound_port(server, port))
 
 
 def load_runner(
@@ -701,6 +772,10 @@ def load_runner(
     return ModelRunner(model, tok, served, checkpoint=str(checkpoint))
 
 
+#: The line :func:`serve` prints to stderr once it accepts connections (``{url}`` filled in).
+READY_LINE = "scratchlm serve: listening on {url}"
+
+
 def serve(
     checkpoint: str | os.PathLike[str],
     host: str = DEFAULT_HOST,
@@ -710,9 +785,27 @@ def serve(
     name: str | None = None,
     device: str = "cpu",
     log_level: str = "info",
+    allow_remote: bool = False,
+    limits: ServerLimits | None = None,
 ) -> None:
-    """Serve a checkpoint until interrupted (Ctrl-C finishes the open requests, then exits)."""
+    """Serve a checkpoint until interrupted (Ctrl-C or SIGTERM finish the open requests, then exit).
+
+    Once it accepts connections it prints :data:`READY_LINE` with the real URL to
+    stderr (``port=0`` lets the OS choose a free port). A non-loopback ``host``
+    needs ``allow_remote=True``.
+    """
     _require_serve()
+    import uvicorn
+
+    check_host(host, allow_remote)
     _check_port(host, port)
     runner = load_runner(checkpoint, tokenizer=tokenizer, name=name, device=device)
-    _uvicorn_server(create_app(runner), host, port, log_level).run()
+
+    class AnnouncingServer(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                url = RunningServer(self, threading.current_thread(), host, _bound_port(self, port)).url
+                print(READY_LINE.format(url=url), file=sys.stderr, flush=True)
+
+    AnnouncingServer(_uvicorn_config(create_app(runner, limits), host, port, log_level)).run()
