@@ -8,8 +8,9 @@ Endpoints:
   (server-sent events ending with ``data: [DONE]`` when ``"stream"`` is true).
 
 Generation uses :func:`llm_model.stream_tokens` (KV cache). One request runs
-the model at a time (a lock); the others wait their turn, and a client that
-disconnects stops its generation at the next token. Chat messages are turned
+the model at a time, on one generation thread; the others wait their turn in
+arrival order, and a client that disconnects stops its generation at the next
+token (or before it starts). Chat messages are turned
 into the book's Alpaca prompt (:func:`chat_prompt`). ``/api/generate`` and
 ``/v1/completions`` continue the prompt text as is.
 
@@ -37,6 +38,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -154,6 +156,8 @@ class ModelRunner:
         self.context_length = int(model.config.context_length)
         self.eos_id = getattr(tokenizer, "eot_token", None)
         self.lock = threading.Lock()
+        #: The one thread generations run on, in arrival order (one thread: one malloc arena, flat memory).
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scratchlm-generate")
         self.created = int(time.time())
 
     def accepts(self, model: Any) -> bool:
@@ -233,7 +237,12 @@ class ModelRunner:
         put: Callable[[tuple[str, Any]], None],
         cancel: threading.Event,
     ) -> None:
-        """Generate under the model lock; ``put`` text pieces, then the stats or an error."""
+        """Generate under the model lock; ``put`` text pieces, then the stats or an error.
+
+        Nothing happens when ``cancel`` is already set (the client left while it waited).
+        """
+        if cancel.is_set():
+            return
         try:
             with self.lock:
                 start = time.perf_counter_ns()
@@ -267,7 +276,7 @@ async def _events(
         except RuntimeError:  # the event loop is gone (server shut down)
             cancel.set()
 
-    threading.Thread(target=runner.run, args=(ids, options, put, cancel), daemon=True).start()
+    runner.executor.submit(runner.run, ids, options, put, cancel)
     try:
         while True:
             kind, value = await queue.get()
