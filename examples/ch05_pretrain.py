@@ -1,6 +1,9 @@
-"""Chapter 5: pretrain on a text file, watch the losses, plot them, resume.
+"""Chapter 5: pretrain a tiny GPT on a text file, watch the losses and plot them.
 
-python examples/ch05_pretrain.py --text the-verdict.txt --steps 200 --out runs/verdict
+python examples/ch05_pretrain.py --text ../shared/data/the-verdict.txt --steps 200 --out runs/verdict
+
+Without --text it trains on 100,000 characters of Python's documentation. To continue a run,
+`scratchlm pretrain ... --resume` (see the "Pretraining" page of the docs).
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ scratch = tempfile.TemporaryDirectory(prefix="pretrain-")  # removed at exit: pa
 out = args.out or Path(scratch.name) / "run"
 text = args.text
 if text is None:
-    text = out.parent / "corpus.txt"
-    text.parent.mkdir(parents=True, exist_ok=True)
+    text = out / "corpus.txt"
+    out.mkdir(parents=True, exist_ok=True)
     text.write_text(python_docs_text()[:100_000], encoding="utf-8")
 config = TrainConfig(
     data=str(text),
