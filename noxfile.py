@@ -159,3 +159,30 @@ def bench(session: nox.Session) -> None:
     install_all(session)
     session.install("transformers>=4.40")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+#: What tests/reliability needs besides the packages' test extras (the server tests' schemathesis …).
+RELIABILITY_REQUIREMENTS = "tests/reliability/requirements.txt"
+
+
+def install_reliability(session: nox.Session, *extra: str) -> None:
+    """Every package with its test extra (not llm-core's plugin fixtures: their warnings are noise here)."""
+    install_torch(session)
+    session.install(*ALL_PACKAGES)
+    session.install("-r", RELIABILITY_REQUIREMENTS, *extra)
+
+
+@nox.session(python=PYTHON, tags=["ci"])
+def reliability(session: nox.Session) -> None:
+    """tests/reliability: SIGKILLs, full disks, corrupt files, hypothesis, fuzz replay, server faults."""
+    install_reliability(session)
+    env = {**TEST_ENV, "SCRATCHLM_RELIABILITY": "1"}
+    session.run("pytest", "tests/reliability", *session.posargs, env=env)
+
+
+@nox.session(python=PYTHON)
+def reliability_nightly(session: nox.Session) -> None:
+    """tests/reliability, long: 20 SIGKILLs, 2000 examples per property, 60 s of atheris per fuzz target."""
+    install_reliability(session, "atheris>=2.3")
+    env = {**TEST_ENV, "SCRATCHLM_RELIABILITY": "1", "SCRATCHLM_NIGHTLY": "1"}
+    session.run("pytest", "tests/reliability", *session.posargs, env=env)
