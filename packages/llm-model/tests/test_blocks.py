@@ -1,6 +1,8 @@
-"""The book's LayerNorm and GELU equal torch's; blocks keep shapes."""
+"""The book's LayerNorm and GELU equal the book's formulas (forward and gradients); blocks keep shapes."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -9,16 +11,39 @@ from llm_model import GELU, FeedForward, GPTConfig, LayerNorm, TransformerBlock
 from llm_model.blocks import MultiHeadAttention
 
 
-def test_layernorm_equals_torch() -> None:
+def book_layernorm(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, eps: float) -> torch.Tensor:
+    """Chapter 4's LayerNorm, written out: the naive reference."""
+    mean = x.mean(dim=-1, keepdim=True)
+    var = x.var(dim=-1, keepdim=True, unbiased=False)
+    return scale * (x - mean) / torch.sqrt(var + eps) + shift
+
+
+def book_gelu(x: torch.Tensor) -> torch.Tensor:
+    """Chapter 4's GELU (tanh approximation), written out."""
+    return 0.5 * x * (1 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3))))
+
+
+def test_layernorm_equals_the_book_formula_and_its_gradients() -> None:
     torch.manual_seed(0)
-    x = torch.randn(3, 5, 16) * 4 + 2
-    ours, ref = LayerNorm(16), torch.nn.LayerNorm(16, eps=1e-5)
+    x = (torch.randn(3, 5, 16) * 4 + 2).requires_grad_()
+    ours = LayerNorm(16)
     with torch.no_grad():
         ours.scale.normal_()
         ours.shift.normal_()
-        ref.weight.copy_(ours.scale)
-        ref.bias.copy_(ours.shift)
-    torch.testing.assert_close(ours(x), ref(x), atol=1e-5, rtol=1e-5)
+    ref_x = x.detach().clone().requires_grad_()
+    ref_scale = ours.scale.detach().clone().requires_grad_()
+    ref_shift = ours.shift.detach().clone().requires_grad_()
+    out, ref = ours(x), book_layernorm(ref_x, ref_scale, ref_shift, 1e-5)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    ref.backward(grad)
+    for got, want in [
+        (x.grad, ref_x.grad),
+        (ours.scale.grad, ref_scale.grad),
+        (ours.shift.grad, ref_shift.grad),
+    ]:
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
 def test_layernorm_normalises_to_zero_mean_unit_variance() -> None:
@@ -27,9 +52,14 @@ def test_layernorm_normalises_to_zero_mean_unit_variance() -> None:
     torch.testing.assert_close(out.var(-1, unbiased=False), torch.ones(4), atol=1e-3, rtol=0)
 
 
-def test_gelu_equals_torch_tanh_approximation() -> None:
-    x = torch.linspace(-6, 6, 1001)
-    torch.testing.assert_close(GELU()(x), torch.nn.GELU(approximate="tanh")(x), atol=1e-6, rtol=1e-6)
+def test_gelu_equals_the_book_formula_and_its_gradient() -> None:
+    x = torch.linspace(-6, 6, 1001, requires_grad=True)
+    ref_x = x.detach().clone().requires_grad_()
+    out, ref = GELU()(x), book_gelu(ref_x)
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-6)
+    out.sum().backward()
+    ref.sum().backward()
+    torch.testing.assert_close(x.grad, ref_x.grad, atol=1e-5, rtol=1e-5)
 
 
 def test_feedforward_and_block_keep_the_shape() -> None:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["RMSNorm"]
@@ -25,8 +26,7 @@ class RMSNorm(nn.Module):
         self.scale = nn.Parameter(torch.ones(emb_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.to(torch.float32)
-        norm_x = x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        norm_x = F.rms_norm(x.to(torch.float32), self.scale.shape, eps=self.eps)  # one fused pass
         return self.scale * norm_x.to(x.dtype)
 
     def extra_repr(self) -> str:
