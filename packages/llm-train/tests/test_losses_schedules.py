@@ -11,7 +11,11 @@ from torch import nn
 
 from llm_core import PluginError, get_registry
 from llm_train import calc_loss_batch, calc_loss_loader, lr_multiplier, param_groups, perplexity
-from llm_train.optimizers import build_optimizer
+from llm_train.optimizers import build_optimizer, can_fuse
+
+
+class Marked(torch.Tensor):
+    """A tensor subclass, like FSDP's DTensor parameters."""
 
 
 class Bigram(nn.Module):
@@ -70,6 +74,27 @@ def test_builtin_optimizers_reduce_a_regression_loss(name: str) -> None:
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.2 * first
+
+
+@pytest.mark.parametrize("name", ["adamw", "adam"])
+def test_adam_family_is_fused_on_cpu_and_matches_the_for_loop_version(name: str) -> None:
+    torch.manual_seed(0)
+    fused_model, loop_model = Bigram(), Bigram()
+    loop_model.load_state_dict(fused_model.state_dict())
+    fused = build_optimizer(name, fused_model, lr=1e-2, weight_decay=0.1)
+    loop = build_optimizer(name, loop_model, lr=1e-2, weight_decay=0.1, fused=False)
+    assert all(g["fused"] for g in fused.param_groups) and not any(g["fused"] for g in loop.param_groups)
+    x = torch.randint(0, 11, (8, 5))
+    for _ in range(5):
+        for model, optimizer in [(fused_model, fused), (loop_model, loop)]:
+            optimizer.zero_grad()
+            model(x).logsumexp(-1).mean().backward()
+            optimizer.step()
+    for a, b in zip(fused_model.parameters(), loop_model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+    assert not can_fuse([{"params": [nn.Parameter(torch.zeros(2, device="meta"))]}])  # no fused kernel there
+    assert not can_fuse([{"params": [nn.Parameter(torch.zeros(2)), torch.zeros(2).as_subclass(Marked)]}])
+    assert not can_fuse([{"params": []}])
 
 
 def test_unknown_optimizer_lists_available() -> None:

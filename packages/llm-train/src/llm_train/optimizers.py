@@ -9,7 +9,7 @@ from torch import nn
 
 from llm_core import get_registry
 
-__all__ = ["adam", "adamw", "build_optimizer", "param_groups", "sgd"]
+__all__ = ["adam", "adamw", "build_optimizer", "can_fuse", "param_groups", "sgd"]
 
 
 def param_groups(model: nn.Module, weight_decay: float, *, decay_all: bool = False) -> list[dict[str, Any]]:
@@ -31,13 +31,35 @@ def param_groups(model: nn.Module, weight_decay: float, *, decay_all: bool = Fal
     return [g for g in groups if g["params"]]
 
 
+#: Devices with fused (single-kernel) Adam/AdamW implementations in torch.
+_FUSED_DEVICES = ("cpu", "cuda")
+
+
+def can_fuse(groups: list[dict[str, Any]]) -> bool:
+    """Whether torch's fused Adam/AdamW kernel can update these parameters.
+
+    Plain floating-point tensors on CPU or CUDA, all on one device: yes.
+    Sharded (FSDP ``DTensor``) or other subclassed parameters keep the
+    for-loop implementation.
+    """
+    params = [p for group in groups for p in group["params"]]
+    return (
+        bool(params)
+        and all(type(p) is nn.Parameter and p.is_floating_point() for p in params)
+        and len({p.device for p in params}) == 1
+        and params[0].device.type in _FUSED_DEVICES
+    )
+
+
 def adamw(groups: list[dict[str, Any]], *, lr: float, betas: tuple[float, float] = (0.9, 0.95), **kw: Any):
-    """``torch.optim.AdamW``."""
+    """``torch.optim.AdamW``, fused into one kernel per step where :func:`can_fuse` allows."""
+    kw.setdefault("fused", can_fuse(groups) or None)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, **kw)
 
 
 def adam(groups: list[dict[str, Any]], *, lr: float, betas: tuple[float, float] = (0.9, 0.999), **kw: Any):
-    """``torch.optim.Adam`` (weight decay as L2 in the gradient)."""
+    """``torch.optim.Adam`` (weight decay as L2 in the gradient), fused where :func:`can_fuse` allows."""
+    kw.setdefault("fused", can_fuse(groups) or None)
     return torch.optim.Adam(groups, lr=lr, betas=betas, **kw)
 
 
