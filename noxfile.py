@@ -182,7 +182,7 @@ def reliability(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def reliability_nightly(session: nox.Session) -> None:
-    """tests/reliability, long: 20 SIGKILLs, 2000 examples per property, 60 s of atheris per fuzz target."""
+    """tests/reliability, long: 20 SIGKILLs, 1000 examples per property, 60 s of atheris per fuzz target."""
     install_reliability(session, "atheris>=2.3")
     env = {**TEST_ENV, "SCRATCHLM_RELIABILITY": "1", "SCRATCHLM_NIGHTLY": "1"}
     session.run("pytest", "tests/reliability", *session.posargs, env=env)

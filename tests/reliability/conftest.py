@@ -5,7 +5,7 @@ The suite runs only when asked for: through its nox sessions (which set
 on the command line. A plain ``pytest tests`` (the ``integration`` session)
 leaves it out, so CI does not run it twice.
 
-``SCRATCHLM_NIGHTLY=1`` selects the long variants (20 kills instead of 5, 2000
+``SCRATCHLM_NIGHTLY=1`` selects the long variants (20 kills instead of 5, 1000
 hypothesis examples per property instead of 100, 60 s of atheris per fuzz target). The figures each test
 measured (kills survived, examples tried, fuzz inputs run) are printed at the end
 of the run and, with ``SCRATCHLM_RELIABILITY_FIGURES=FILE``, written there as JSON.

@@ -16,7 +16,7 @@ dataclass (``packages/llm-core/tests/test_config_io.py``). Added here:
   or a :class:`DataError`;
 * generation on random parameters and prompts: valid token ids or a :class:`ConfigError`.
 
-Each property runs 100 examples in CI and 2000 with ``SCRATCHLM_NIGHTLY=1``; each test
+Each property runs 100 examples in CI and 1000 with ``SCRATCHLM_NIGHTLY=1``; each test
 counts what it ran into the figures.
 """
 
@@ -49,7 +49,7 @@ from llm_model.config import GPTConfig
 from llm_train.config import TrainConfig, load_train_config
 
 EXAMPLES = settings(
-    max_examples=2000 if os.environ.get("SCRATCHLM_NIGHTLY") == "1" else 100,
+    max_examples=1000 if os.environ.get("SCRATCHLM_NIGHTLY") == "1" else 100,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
