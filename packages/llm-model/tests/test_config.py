@@ -94,3 +94,24 @@ def test_tied_weights_are_counted_once() -> None:
     assert info["parameters"] == info["parameters_without_head"]
     untied = build_model("gpt2", "tiny")
     assert model_info(untied)["parameters"] - info["parameters"] == 50257 * 64
+
+
+def test_pytorch_init_with_the_books_seed_gives_the_books_chapter_4_logits() -> None:
+    """Chapter 4: seed 123, GPT_CONFIG_124M, model(batch) in training mode prints these logits."""
+    batch = torch.tensor([[6109, 3626, 6100, 345], [6109, 1110, 6622, 257]])  # "Every effort moves you", ...
+    torch.manual_seed(123)
+    model = build_model("gpt2", "gpt2-124m", init="pytorch")
+    out = model(batch)  # (2, 4, 50257); dropout active, as in the book
+    book_first = [[0.3613, 0.4222, -0.0711], [-0.1792, -0.5660, -0.9485], [0.7120, 0.0332, 0.1085]]
+    book_last = [[0.3483, 0.4661, -0.2838], [0.0477, 0.5181, -0.3168], [0.1018, -0.4327, -0.2553]]
+    torch.testing.assert_close(out[0, :3, :3], torch.tensor(book_first), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out[0, :3, -3:], torch.tensor(book_last), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out[1, 3, :3], torch.tensor([-0.1565, 0.3926, 0.3288]), atol=1e-4, rtol=0)
+    assert model.tok_emb.weight.std() > 0.9  # torch's N(0, 1) embeddings, not GPT-2's N(0, 0.02)
+
+
+def test_gpt2_init_and_unknown_init_scheme() -> None:
+    model = build_model("gpt2", "tiny")
+    assert abs(model.tok_emb.weight.std().item() - 0.02) < 0.002
+    with pytest.raises(ConfigError, match="init: expected one of gpt2, pytorch, got 'xavier'"):
+        build_model("gpt2", "tiny", init="xavier")

@@ -20,6 +20,10 @@ def _choices(n: int, limit: int = 12) -> str:
     return shown + (", …" if len(divisors) > limit else "")
 
 
+#: Weight initialisations of :class:`GPTConfig` (``init``).
+INIT_SCHEMES = ("gpt2", "pytorch")
+
+
 @dataclass(frozen=True)
 class GPTConfig:
     """Hyperparameters of a GPT-2 style model (the book's ``GPT_CONFIG_124M`` dict, typed).
@@ -36,6 +40,10 @@ class GPTConfig:
         tie_weights: share the output head's weight with the token embedding.
         attention: name of a registered attention backend (``"naive"``, ``"sdpa"``, …).
         n_kv_heads: key/value heads for grouped-query attention (``None``: ``n_heads``).
+        init: ``"gpt2"``: GPT-2's initialisation (N(0, 0.02), residual projections
+            scaled by 1/sqrt(2 n_layers)), what real pretraining wants; ``"pytorch"``:
+            torch's own layer defaults (embeddings N(0, 1)), as the book's chapter-4
+            model, which its chapter-5 run on one short story relies on to memorise.
     """
 
     vocab_size: int = 50257
@@ -48,6 +56,7 @@ class GPTConfig:
     tie_weights: bool = False
     attention: str = "sdpa"
     n_kv_heads: int | None = None
+    init: str = "gpt2"
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
@@ -73,6 +82,8 @@ class GPTConfig:
                     f"n_kv_heads={kv!r} does not divide n_heads={self.n_heads}; "
                     f"choose n_kv_heads from {_choices(self.n_heads)} or null"
                 )
+        if self.init not in INIT_SCHEMES:
+            raise ConfigError(f"init: expected one of {', '.join(INIT_SCHEMES)}, got {self.init!r}")
         if not isinstance(self.attention, str) or not self.attention:
             raise ConfigError(f"attention: expected a backend name such as 'sdpa', got {self.attention!r}")
         self._check_attention_backend()

@@ -87,10 +87,11 @@ class GPTModel(CausalLMMixin, nn.Module):
         self.trf_blocks = nn.ModuleList([TransformerBlock(config) for _ in range(config.n_layers)])
         self.final_norm = LayerNorm(config.emb_dim)
         self.out_head = nn.Linear(config.emb_dim, config.vocab_size, bias=False)
-        self.apply(self._init_weights)
-        for name, param in self.named_parameters():  # GPT-2: scale the residual projections
-            if name.endswith(("att.out_proj.weight", "ff.layers.2.weight")):
-                nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layers))
+        if config.init == "gpt2":  # else keep torch's layer defaults, as the book's model
+            self.apply(self._init_weights)
+            for name, param in self.named_parameters():  # GPT-2: scale the residual projections
+                if name.endswith(("att.out_proj.weight", "ff.layers.2.weight")):
+                    nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layers))
         if config.tie_weights:
             self.out_head.weight = self.tok_emb.weight
 
