@@ -130,6 +130,8 @@ class Trainer:
         self.initial_val: float | None = None
         self.last_train: float | None = None
         self.last_saved_step = -1
+        self.started: float | None = None  # set by fit()
+        self.elapsed_before = 0.0  # wall seconds of the run before a resume
 
     # -- sizes ----------------------------------------------------------------
     def _resolve_max_steps(self) -> int:
@@ -138,6 +140,11 @@ class Trainer:
         epochs = self.config.epochs if self.config.epochs is not None else 1.0
         per_step = self.global_batch * self.config.grad_accum
         return max(1, math.ceil(epochs * self.task.examples_per_epoch() / per_step))
+
+    def elapsed(self) -> float:
+        """Wall seconds of training so far, across resumes (for time-to-quality plots)."""
+        running = time.perf_counter() - self.started if self.started is not None else 0.0
+        return self.elapsed_before + running
 
     def epoch(self) -> float:
         """Epochs seen so far: examples seen over examples per epoch."""
@@ -183,6 +190,7 @@ class Trainer:
             "best_val": None if math.isinf(self.best_val) else self.best_val,
             "last_val": self.last_val,
             "initial_val": self.initial_val,
+            "elapsed_s": self.elapsed(),
             "rng": capture_rng_state(),
             "data": self.loader.state_dict(),
             "config": self.config.to_dict(),
@@ -248,6 +256,7 @@ class Trainer:
         self.best_val = math.inf if state["best_val"] is None else state["best_val"]
         self.last_val = state["last_val"]
         self.initial_val = state["initial_val"]
+        self.elapsed_before = float(state.get("elapsed_s", 0.0))
         self.last_saved_step = self.step
 
     def _prepare_run_dir(self, resume: bool) -> None:
@@ -316,7 +325,7 @@ class Trainer:
             if self.dist.is_main
             else None
         )
-        start = time.perf_counter()
+        start = self.started = time.perf_counter()
         progress = self._progress()
         previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         try:
@@ -347,6 +356,7 @@ class Trainer:
                         "kind": "train",
                         "step": self.step,
                         "tokens_seen": self.tokens_seen,
+                        "elapsed_s": self.elapsed(),
                         "epoch": self.epoch(),
                         "train_loss": sum(losses) / len(losses),
                         "lr": self.optimizer.param_groups[0]["lr"],
@@ -409,6 +419,7 @@ class Trainer:
             "kind": "eval",
             "step": self.step,
             "tokens_seen": self.tokens_seen,
+            "elapsed_s": self.elapsed(),
             "epoch": self.epoch(),
             **result,
         }
