@@ -99,7 +99,6 @@ def test_write_model_files_into_an_existing_directory(model: GPTModel, tmp_path:
         write_model_files(model, tmp_path / "missing")
 
 
-
 def test_write_model_files_from_a_given_state_dict_drops_tied_names(
     make_model: Callable[..., GPTModel], tmp_path: Path
 ) -> None:
