@@ -40,6 +40,8 @@ TEST_FIXTURES = {
         "packages/llm-core/tests/fixtures/broken-plugin",
     ],
 }
+#: Extras a package's own tests install besides `test` (lm-eval for the harness adapter's tests).
+TEST_EXTRAS = {"llm-eval": "test,harness"}
 ALL_PACKAGES = [f"packages/{p}[test]" for p in PACKAGES]
 #: Tests use tiny models: one torch thread each is faster than two threads spinning on 2 cores.
 TEST_ENV = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
@@ -64,7 +66,8 @@ def tests(session: nox.Session, package: str) -> None:
     """Install ONE package (with its test extra) and run its tests: it works alone."""
     if package != "llm-core":
         install_torch(session)
-    session.install(f"packages/{package}[test]", *TEST_FIXTURES.get(package, []))
+    extras = TEST_EXTRAS.get(package, "test")
+    session.install(f"packages/{package}[{extras}]", *TEST_FIXTURES.get(package, []))
     session.run("pytest", f"packages/{package}/tests", *session.posargs, env=TEST_ENV)
 
 

@@ -97,7 +97,9 @@ class DistributedContext:
         """The mean of ``value`` over ranks."""
         if self.world_size == 1:
             return value
-        tensor = torch.tensor([value], dtype=torch.float64)
+        nccl = torch_dist.get_backend() == "nccl"  # NCCL reduces CUDA tensors only
+        device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+        tensor = torch.tensor([value], dtype=torch.float64, device=device)
         torch_dist.all_reduce(tensor)
         return float(tensor.item()) / self.world_size
 
@@ -178,10 +180,14 @@ def init_distributed(parallel: Parallel = "ddp") -> DistributedContext:
     """Join the process group ``torchrun`` set up (``RANK``/``WORLD_SIZE``), or run alone.
 
     Uses NCCL when CUDA is available, gloo otherwise; ``parallel`` picks DDP or FSDP.
+    With CUDA, each process takes the GPU of its ``LOCAL_RANK``, so ``device = "cuda"``
+    means that GPU.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return DistributedContext(parallel=parallel)
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     if not torch_dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         torch_dist.init_process_group(backend=backend)
