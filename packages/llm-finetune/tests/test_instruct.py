@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from llm_core.cli import main
 from llm_core.errors import ConfigError, DataError
@@ -16,6 +17,7 @@ from llm_finetune.chat import chat_loop
 from llm_finetune.checkpoints import load_finetuned
 from llm_finetune.instruct import InstructionTask, SFTDataset, finetune_instructions, load_instruction_data
 from llm_finetune.templates import get_template
+from llm_model import load_pretrained
 
 ENTRY = {"instruction": "Name a colour.", "input": "", "output": "Blue."}
 
@@ -114,6 +116,13 @@ def test_cli_instruct_with_lora_and_llama_template(base_checkpoint, instruction_
     assert (out / "adapters.safetensors").is_file()
     model = load_finetuned(out / "final")
     assert type(model.trf_blocks[0].att.W_query).__name__ == "LinearWithLoRA"
+    assert model.trf_blocks[0].att.W_query.lora.B.abs().sum() > 0  # the adapters moved
+    merged = load_pretrained(out / "merged")  # a plain checkpoint: what serve/evaluate read
+    assert type(merged.trf_blocks[0].att.W_query).__name__ == "Linear"
+    assert json.loads((out / "merged" / "config.json").read_text())["finetune"]["lora"] is None
+    ids = torch.randint(0, 50257, (1, 6))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), merged(ids), atol=1e-5, rtol=1e-5)
 
 
 def test_chat_loop_answers_each_line_and_stops_at_eof(base_checkpoint) -> None:

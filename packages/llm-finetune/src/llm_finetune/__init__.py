@@ -51,6 +51,7 @@ _EXPORTS = {
     "remove_lora": "lora",
     "response_logprobs": "dpo",
     "save_lora_adapters": "lora",
+    "save_merged_checkpoint": "lora",
     "set_trainable": "checkpoints",
     "stream_response": "chat",
     "to_classifier": "classifier",

@@ -263,7 +263,13 @@ def finetune_dpo(
     ``template`` defaults to the base checkpoint's (the SFT model's), else ``alpaca``.
     """
     from llm_finetune.checkpoints import load_base, set_trainable
-    from llm_finetune.lora import ADAPTERS_FILE, LoRAConfig, save_lora_adapters
+    from llm_finetune.lora import (
+        ADAPTERS_FILE,
+        MERGED_DIR,
+        LoRAConfig,
+        save_lora_adapters,
+        save_merged_checkpoint,
+    )
     from llm_finetune.plots import plot_finetune_run
     from llm_train import TrainConfig, Trainer, read_metrics
 
@@ -325,6 +331,8 @@ def finetune_dpo(
     run_dir = Path(out)
     if lora_config is not None:
         save_lora_adapters(model, run_dir / ADAPTERS_FILE, lora_config, extra=extra)
+        merged = save_merged_checkpoint(result.final_dir, run_dir / MERGED_DIR)
+        echo(f"adapters merged into a plain checkpoint (for serve/generate/evaluate): {merged}")
     plot_finetune_run(run_dir, echo=echo)
     margins = [
         r["val_reward_margin"]

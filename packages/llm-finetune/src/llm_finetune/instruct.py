@@ -250,7 +250,13 @@ def finetune_instructions(
     """
     from llm_core.config_io import write_json_atomic
     from llm_finetune.checkpoints import load_base, set_trainable
-    from llm_finetune.lora import ADAPTERS_FILE, LoRAConfig, save_lora_adapters
+    from llm_finetune.lora import (
+        ADAPTERS_FILE,
+        MERGED_DIR,
+        LoRAConfig,
+        save_lora_adapters,
+        save_merged_checkpoint,
+    )
     from llm_finetune.plots import plot_finetune_run
     from llm_train import TrainConfig, Trainer
 
@@ -317,6 +323,8 @@ def finetune_instructions(
     run_dir = Path(out)
     if lora_config is not None:
         save_lora_adapters(trainer.model, run_dir / ADAPTERS_FILE, lora_config, extra=extra)
+        merged = save_merged_checkpoint(result.final_dir, run_dir / MERGED_DIR)
+        echo(f"adapters merged into a plain checkpoint (for serve/generate/evaluate): {merged}")
     plot_finetune_run(run_dir, echo=echo)
     responses_file = None
     test = list(splits.get("test") or [])[: test_limit if test_limit is not None else None]

@@ -44,6 +44,7 @@ __all__ = [
     "read_adapter_metadata",
     "remove_lora",
     "save_lora_adapters",
+    "save_merged_checkpoint",
     "unmerge_lora",
 ]
 
@@ -230,6 +231,28 @@ def remove_lora(model: nn.Module) -> nn.Module:
         layer.merge()
         _set_submodule(model, name, layer.linear)
     return model
+
+
+#: Where a LoRA run's merged plain checkpoint goes, next to ``final/``.
+MERGED_DIR = "merged"
+
+
+def save_merged_checkpoint(final_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> Path:
+    """Merge a LoRA run's ``final/`` checkpoint into plain weights at ``out_dir``; return its path.
+
+    The result is an ordinary checkpoint of the base architecture (``"lora": null``
+    in its finetune config), so everything that reads checkpoints — ``serve``,
+    ``generate``, ``evaluate`` — loads it, with the same outputs as the LoRA model.
+    """
+    from llm_finetune.checkpoints import FINETUNE_KEY, load_finetuned
+    from llm_model import save_pretrained
+
+    model = load_finetuned(final_dir)
+    info = {**getattr(model, "finetune", {}), "lora": None, "merged_from": str(final_dir)}
+    tokenizer = getattr(model, "checkpoint_config", {}).get("tokenizer")
+    return save_pretrained(
+        remove_lora(model), out_dir, tokenizer=tokenizer, extra_config={FINETUNE_KEY: info}
+    )
 
 
 def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
