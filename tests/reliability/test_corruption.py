@@ -25,7 +25,7 @@ import pytest
 from safetensors.torch import save_file
 
 from llm_core.cli import main as scratchlm
-from llm_core.errors import ScratchLMError
+from llm_core.errors import CheckpointError, ScratchLMError
 from llm_data import load_prepared, prepare_corpus
 from llm_model import load_pretrained, save_pretrained
 from llm_train.checkpoint import find_latest_checkpoint, load_training_checkpoint
@@ -75,14 +75,8 @@ FILES = [
     ("prepared", "index.json"),
 ]
 
-TRAINER_STATE_GAP = (
-    "trainer_state.json holds the sha256 of the other files but none of its own: a flipped digit "
-    "(step, RNG state, data position) still parses and resumes silently wrong, a damaged key is a "
-    "KeyError (fix proposed: a sha256 of the state itself)"
-)
 #: (artifact, file, corruption) -> why it is not detected.
 GAPS = {
-    ("training", "trainer_state.json", "bit-flip"): TRAINER_STATE_GAP,
     ("model", "model.safetensors", "bit-flip"): (
         "a plain model checkpoint has no checksum: a flipped bit inside the tensor data loads silently "
         "(training checkpoints have one)"
@@ -160,21 +154,24 @@ def test_random_bit_flips_in_json_files_never_crash_untyped(
     shutil.copytree(artifacts / artifact, target)
     original = (target / name).read_bytes()
     trials = 1000 if nightly else 50
-    detected, untyped = 0, []
+    detected, untyped, changed = 0, [], []
     for _ in range(trials):
         data = bytearray(original)
         data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
         (target / name).write_bytes(bytes(data))
         try:
-            LOADERS[artifact](target)
+            loaded = LOADERS[artifact](target)
+            if artifact == "training" and loaded[2] != json.loads(original):
+                changed.append(bytes(data))  # accepted a state that means something else
         except ScratchLMError:
             detected += 1
         except Exception as exc:
             untyped.append(f"{type(exc).__name__}: {exc}")
     figures[f"bit_flips {artifact}/{name}"].update(trials=trials, detected=detected, untyped=len(untyped))
-    if untyped and artifact == "training":
-        pytest.xfail(f"{len(untyped)} flip(s) crashed untyped, e.g. {untyped[0]}; {TRAINER_STATE_GAP}")
     assert untyped == []
+    # The trainer state's own sha256 covers its meaning: a flip that loads is an equivalent
+    # spelling (1e-05 -> 1E-05), never a different step, RNG state or data position.
+    assert changed == []
 
 
 def test_trainer_state_missing_a_key_is_a_checkpoint_error(artifacts: Path, tmp_path: Path) -> None:
@@ -183,11 +180,5 @@ def test_trainer_state_missing_a_key_is_a_checkpoint_error(artifacts: Path, tmp_
     state = json.loads(path.read_text(encoding="utf-8"))
     del state["optimizer"]
     path.write_text(json.dumps(state), encoding="utf-8")
-    try:
+    with pytest.raises(CheckpointError, match=r"trainer_state\.json"):
         load_training_checkpoint(tmp_path / "training")
-    except ScratchLMError as exc:
-        assert "trainer_state.json" in str(exc)
-    except KeyError as exc:
-        pytest.xfail(f"KeyError {exc}: {TRAINER_STATE_GAP}")
-    else:
-        pytest.fail("a trainer state without its optimizer entry loaded")

@@ -97,11 +97,7 @@ def test_checkpoint_on_a_full_disk_keeps_the_previous_ones_and_resumes(
         load_file(str(run / "final/model.safetensors")),
     )
     assert all(torch.equal(expected[k], got[k]) for k in expected)
-    if not isinstance(failure.value, CheckpointError):  # checked last: everything above holds already
-        pytest.xfail(
-            f"the full disk surfaced as {type(failure.value).__name__}, not CheckpointError: safetensors "
-            "raises SafetensorError on ENOSPC and Trainer.save wraps only OSError (fix proposed)"
-        )
+    assert isinstance(failure.value, CheckpointError), type(failure.value)
     assert "previous checkpoints are untouched" in str(failure.value)
 
 

@@ -172,15 +172,15 @@ def test_sigkill_many_times_then_resume_is_bitwise_identical(
 
 #: Runs inside the doomed child, before training: SIGKILL itself at one exact moment of the
 #: ``best`` checkpoint write of step KILL_STEP.
-KILL_AFTER_STEP_SAVE = """
+KILL_BETWEEN_BEST_AND_STEP = """
 import os, signal
 import llm_train.trainer as _trainer
 
 _save = _trainer.save_training_checkpoint
 
 def _save_or_die(run_dir, name, model, optimizer, state, *args, **kwargs):
-    if name == "best" and state["step"] == KILL_STEP:
-        os.kill(os.getpid(), signal.SIGKILL)  # step-N is on disk; best is not written yet
+    if name == f"step-{KILL_STEP:07d}":
+        os.kill(os.getpid(), signal.SIGKILL)  # best is on disk (written first); step-N is not yet
     return _save(run_dir, name, model, optimizer, state, *args, **kwargs)
 
 _trainer.save_training_checkpoint = _save_or_die
@@ -222,20 +222,10 @@ def short_reference(tmp_path_factory: pytest.TempPathFactory, write_train_config
     return {"config": config, "ref": directory / "ref"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="llm-train saves step-N before best: a kill between the two leaves best at an older step "
-    "after resume (fix proposed: save best first, see docs/reliability.md)",
-)
-def test_kill_after_step_checkpoint_before_best(tmp_path: Path, short_reference: dict) -> None:
-    check_exact_kill(tmp_path, short_reference, KILL_AFTER_STEP_SAVE)
+def test_kill_between_the_best_and_step_checkpoints(tmp_path: Path, short_reference: dict) -> None:
+    check_exact_kill(tmp_path, short_reference, KILL_BETWEEN_BEST_AND_STEP)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a kill between the renames that replace best leaves only .best.old-PID, which the next start "
-    "deletes (fix proposed: restore it when best is missing, see docs/reliability.md)",
-)
 def test_kill_between_the_renames_of_best(tmp_path: Path, short_reference: dict) -> None:
     check_exact_kill(tmp_path, short_reference, KILL_BETWEEN_RENAMES)
 

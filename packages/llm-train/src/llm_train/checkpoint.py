@@ -2,9 +2,10 @@
 
 A checkpoint is a directory ``RUN_DIR/<name>/`` holding the model checkpoint
 (``config.json`` + ``model.safetensors``, from llm-model), ``optimizer.safetensors``
-and ``trainer_state.json`` (step, tokens seen, RNG states, data position and
-the sha256 of every other file). It is written into a temporary directory and
-renamed into place, so a crash never leaves a half checkpoint that looks complete.
+and ``trainer_state.json`` (step, tokens seen, RNG states, data position, the
+sha256 of every other file and, since format 2, the sha256 of the state itself).
+It is written into a temporary directory and renamed into place, so a crash
+never leaves a half checkpoint that looks complete.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ __all__ = [
 ]
 
 STATE_FILE = "trainer_state.json"
+#: 1: the sha256 of the other files; 2: also the sha256 of the state itself.
+STATE_FORMAT = 2
+#: Keys every trainer state has (checked on load, so a damaged file is a CheckpointError, not a KeyError).
+STATE_KEYS = ("step", "files", "optimizer", "rng", "data", "config")
 OPTIMIZER_FILE = "optimizer.safetensors"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
@@ -54,6 +59,12 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _state_digest(state: dict[str, Any]) -> str:
+    """sha256 of the state's canonical JSON (without its own ``sha256`` key)."""
+    body = {k: v for k, v in state.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def _fsync_tree(directory: Path) -> None:
@@ -103,14 +114,24 @@ def _optimizer_tensors(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tens
     return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
 
 
-def _optimizer_state_dict(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+def _optimizer_state_dict(
+    tensors: dict[str, torch.Tensor], meta: dict[str, Any], path: Path
+) -> dict[str, Any]:
     state: dict[int, dict[str, Any]] = {}
-    for name, tensor in tensors.items():
-        _, index, key = name.split(".", 2)
-        state.setdefault(int(index), {})[key] = tensor
-    for index, values in meta["scalars"].items():
-        state.setdefault(int(index), {}).update(values)
-    return {"state": state, "param_groups": meta["param_groups"]}
+    try:
+        for name, tensor in tensors.items():
+            prefix, index, key = name.split(".", 2)  # state.<parameter index>.<key>
+            if prefix != "state":
+                raise ValueError(f"unexpected tensor name {name!r}")
+            state.setdefault(int(index), {})[key] = tensor
+        for index, values in meta["scalars"].items():
+            state.setdefault(int(index), {}).update(values)
+        return {"state": state, "param_groups": list(meta["param_groups"])}
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise CheckpointError(
+            f"{path / OPTIMIZER_FILE}: malformed optimizer state ({exc}); "
+            f"delete {path} to resume from an older checkpoint"
+        ) from None
 
 
 # -- save / load -------------------------------------------------------------
@@ -141,7 +162,8 @@ def save_training_checkpoint(
         tensors, meta = _optimizer_tensors(optimizer_state)
         save_file(tensors, str(tmp / OPTIMIZER_FILE))
         files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
-        state = {**trainer_state, "optimizer": meta, "files": files, "format_version": 1}
+        state = {**trainer_state, "optimizer": meta, "files": files, "format_version": STATE_FORMAT}
+        state["sha256"] = _state_digest(state)
         (tmp / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
         _fsync_tree(tmp)
         if final.exists():
@@ -197,6 +219,14 @@ def verify_training_checkpoint(path: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(state, dict) or "files" not in state or "step" not in state:
         raise CheckpointError(f"{state_path}: not a scratchlm trainer state (missing 'files'/'step')")
+    if state.get("format_version", 1) >= 2 and state.get("sha256") != _state_digest(state):
+        raise CheckpointError(
+            f"{state_path}: checksum mismatch (the trainer state is corrupt or was modified); "
+            f"delete {path} to resume from an older checkpoint"
+        )
+    missing = [key for key in STATE_KEYS if key not in state]
+    if missing or not isinstance(state["files"], dict):
+        raise CheckpointError(f"{state_path}: not a scratchlm trainer state (missing {', '.join(missing)})")
     for name, expected in state["files"].items():
         file = path / name
         if not file.is_file():
@@ -229,7 +259,7 @@ def load_training_checkpoint(
     state = verify_training_checkpoint(path)
     model = load_pretrained(path) if model is None else load_weights_into(model, path)
     tensors = _read_tensors(path / OPTIMIZER_FILE, "optimizer state")
-    return model, _optimizer_state_dict(tensors, state["optimizer"]), state
+    return model, _optimizer_state_dict(tensors, state["optimizer"], path), state
 
 
 def read_training_checkpoint(
@@ -244,7 +274,7 @@ def read_training_checkpoint(
     state = verify_training_checkpoint(path)
     weights = _read_tensors(path / WEIGHTS_FILE, "model weights")
     tensors = _read_tensors(path / OPTIMIZER_FILE, "optimizer state")
-    return weights, _optimizer_state_dict(tensors, state["optimizer"]), state
+    return weights, _optimizer_state_dict(tensors, state["optimizer"], path), state
 
 
 def write_resolved_config(run_dir: Path, config: dict[str, Any]) -> None:

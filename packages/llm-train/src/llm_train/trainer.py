@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from llm_core import get_registry
@@ -212,9 +213,10 @@ class Trainer:
                     extra_config=extra,
                     model_state=model_state,
                 )
-            except OSError as exc:
+            except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
+                reason = getattr(exc, "strerror", None) or exc
                 raise CheckpointError(
-                    f"cannot write a checkpoint in {self.run_dir}: {exc.strerror or exc}; "
+                    f"cannot write a checkpoint in {self.run_dir}: {reason}; "
                     "the previous checkpoints are untouched"
                 ) from None
             if name is None:
@@ -269,6 +271,10 @@ class Trainer:
             )
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            for old in self.run_dir.glob(".*.old-*"):  # a crash between a rewrite's two renames
+                kept = self.run_dir / old.name[1:].rsplit(".old-", 1)[0]
+                if not kept.exists():
+                    old.rename(kept)  # the previous complete version comes back
             for stale in [*self.run_dir.glob(".*.tmp-*"), *self.run_dir.glob(".*.old-*")]:
                 shutil.rmtree(stale, ignore_errors=True)  # left by a crash mid-write
             write_json_atomic(self.run_dir / "train_config.json", self.config.to_dict())
@@ -405,10 +411,12 @@ class Trainer:
         )
 
     def _checkpoint(self) -> None:
-        self.save()
+        # best/ first: a crash between the two writes then resumes from an older step-N and
+        # rewrites best/ identically, instead of leaving best/ behind the newest step-N.
         if self.last_val is not None and self.last_val < self.best_val:
             self.best_val = self.last_val
             self.save("best")
+        self.save()
 
     def _evaluate_and_log(self, metrics: MetricsWriter | None, progress: Any) -> None:
         result = self.evaluate()
