@@ -96,7 +96,7 @@ def test_naive_and_sdpa_agree(case: dict) -> None:
 
 
 @pytest.mark.parametrize("backend", ["naive", "sdpa"])
-@pytest.mark.parametrize("case", ["window", "decode-chunk", "chunk-window-padding", "gqa"])
+@pytest.mark.parametrize("case", ["window", "decode-one", "decode-chunk", "chunk-window-padding", "gqa"])
 def test_backends_match_an_explicit_loop(backend: str, case: str) -> None:
     spec = CASES[case]
     b = 2

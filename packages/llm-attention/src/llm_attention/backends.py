@@ -186,6 +186,8 @@ def sdpa_attention(
     t_q, t_k = q.shape[-2], k.shape[-2]
     if causal and window is None and mask is None and t_q == t_k:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, **options)  # (b, n_heads, t_q, hd)
+    if causal and window is None and mask is None and t_q == 1:  # one decoding step: it sees every key
+        return F.scaled_dot_product_attention(q, k, v, **options)  # (b, n_heads, 1, hd)
     allowed, empty = _mask_and_empty_rows(q, k, causal, mask, window)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, **options)  # (b, n_heads, t_q, hd)
     if empty is not None:
