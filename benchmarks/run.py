@@ -437,6 +437,10 @@ def main() -> int:
     return 0
 
 
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
 def _fmt(value: Any, spec: str = ".0f") -> str:
     return "n/a" if value is None else format(value, spec)
 
@@ -460,7 +464,7 @@ def markdown(machine: dict[str, Any], s: dict[str, Any], quick: bool) -> str:
     for r in s["train"]:
         lines.append(
             f"| {r['shape']} | {r['batch']} | {r['impl']} | {_fmt(r['tokens_per_s'])} | {_fmt(r['vs_hf'], '.2f')}x "
-            f"| {_fmt(r.get('vs_bare_loop'), '.2f')}x | {_fmt(r['peak_rss_mb'])} | {_fmt(r['rss_vs_hf'], '.2f')} | {_fmt(r['mfu'] and 100 * r['mfu'], '.1f')}% |"
+            f"| {_ratio(r.get('vs_bare_loop'))} | {_fmt(r['peak_rss_mb'])} | {_fmt(r['rss_vs_hf'], '.2f')} | {_fmt(r['mfu'] and 100 * r['mfu'], '.1f')}% |"
         )
     lines += [
         "",

@@ -24,19 +24,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 from pathlib import Path
 
 import torch
+from book_data import BOOK_DATA, data_dir
 
 from llm_core import get_registry
 from llm_data import get_tokenizer
 from llm_eval import create_app, run_evaluator, start_server
 from llm_eval.server import ModelRunner
 from llm_model import build_model, save_pretrained
-
-BOOK_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 TOY_MMLU = {  # subject -> (question, A, B, C, D, answer) rows, in the original CSV layout
     "arithmetic": [
@@ -52,9 +50,9 @@ TOY_MMLU = {  # subject -> (question, A, B, C, D, answer) rows, in the original 
 }
 
 
-def data_dir(given: Path | None) -> Path:
-    """The folder of the book's data: --data-dir, $SCRATCHLM_TEST_DATA or ../shared/data."""
-    found = given or os.environ.get("SCRATCHLM_TEST_DATA") or BOOK_DATA
+def verdict_dir(given: Path | None) -> Path:
+    """The book's data folder (see book_data.py), which must hold the-verdict.txt."""
+    found = data_dir(given) or BOOK_DATA
     if not Path(found, "the-verdict.txt").is_file():
         raise SystemExit(f"error: no the-verdict.txt in {found}; pass --data-dir (see ../shared/data)")
     return Path(found)
@@ -89,7 +87,7 @@ def main() -> None:
     scratch = tempfile.TemporaryDirectory(prefix="evaluate-")  # removed at exit: pass --out to keep
     work = (args.out or Path(scratch.name)).absolute()
     work.mkdir(parents=True, exist_ok=True)
-    root = data_dir(args.data_dir)
+    root = verdict_dir(args.data_dir)
     checkpoint = args.checkpoint
     if checkpoint is None:
         torch.manual_seed(0)

@@ -14,22 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 from pathlib import Path
 
 import torch
-
-BOOK_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def data_dir(given: Path | None) -> Path | None:
-    """The folder of the book's data: --data-dir, $SCRATCHLM_TEST_DATA, ../shared/data, or None (download)."""
-    if given is not None:
-        return given
-    if os.environ.get("SCRATCHLM_TEST_DATA"):
-        return Path(os.environ["SCRATCHLM_TEST_DATA"])
-    return BOOK_DATA if BOOK_DATA.is_dir() else None
+from book_data import data_dir
 
 
 def main() -> None:

@@ -117,3 +117,15 @@ def write_train_config(corpus: dict[str, Path]) -> Any:
         return path
 
     return write
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny untrained GPT named ``tiny-gpt`` with the GPT-2 vocabulary (emb 32, 2 layers, context 256)."""
+    import torch
+
+    from llm_model import GPTConfig, GPTModel, save_pretrained
+
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=50257, context_length=256, emb_dim=32, n_heads=2, n_layers=2, drop_rate=0.0)
+    return save_pretrained(GPTModel(config), tmp_path_factory.mktemp("serve") / "tiny-gpt", tokenizer="gpt2")

@@ -44,18 +44,6 @@ TIMEOUT = 1.0  # request_timeout of the servers started here, seconds
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny untrained GPT with the GPT-2 vocabulary (emb 32, 2 layers, context 256)."""
-    import torch
-
-    from llm_model import GPTConfig, GPTModel, save_pretrained
-
-    torch.manual_seed(0)
-    config = GPTConfig(vocab_size=50257, context_length=256, emb_dim=32, n_heads=2, n_layers=2, drop_rate=0.0)
-    return save_pretrained(GPTModel(config), tmp_path_factory.mktemp("serve") / NAME, tokenizer="gpt2")
-
-
-@pytest.fixture(scope="module")
 def served(checkpoint: Path) -> Iterator[RunningServer]:
     """The app on 127.0.0.1 in a thread: at most 8 tokens per request, 4 kB bodies, 1 s to send a request."""
     limits = ServerLimits(max_body_bytes=4096, max_tokens=8, request_timeout=TIMEOUT, keep_alive=1)

@@ -118,3 +118,16 @@ def test_simple_tokenizer_from_registry_uses_python_docs() -> None:
     tok = get_tokenizer("simple")
     assert tok.decode(tok.encode("The class statement")) == "The class statement"
     assert tok.eot_token == tok.encode("<|endoftext|>")[0]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["plain text, no specials", BOOK_TEXT, "<|endoftext|>", "<|endoftext", "a<|endoftext|>b<|endoftext|>"],
+)
+def test_gpt2_encode_takes_the_ordinary_path_only_when_it_gives_the_same_ids(text: str) -> None:
+    gpt2 = get_tokenizer("gpt2")
+    encoding = gpt2.encoding
+    assert gpt2.encode(text) == encoding.encode(text, allowed_special="all")
+    assert gpt2.encode(text, allowed_special=set()) == encoding.encode(text, disallowed_special=())
+    array = gpt2.encode_array(text)
+    assert array.dtype.name == "uint32" and array.tolist() == gpt2.encode(text)

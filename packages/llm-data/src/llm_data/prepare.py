@@ -65,7 +65,10 @@ def _tokenizer(name: str) -> Any:
 
 def _encode(name: str, text: str) -> np.ndarray:
     """Worker task: the ids of one chunk (``uint32``)."""
-    return np.asarray(_tokenizer(name).encode(text), dtype=np.uint32)
+    tokenizer = _tokenizer(name)
+    if hasattr(tokenizer, "encode_array"):  # tiktoken: no Python list in between
+        return np.asarray(tokenizer.encode_array(text), dtype=np.uint32)
+    return np.asarray(tokenizer.encode(text), dtype=np.uint32)
 
 
 class _InlineExecutor(Executor):

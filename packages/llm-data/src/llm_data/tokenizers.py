@@ -53,10 +53,27 @@ class TiktokenTokenizer:
             self.eot_token: int | None = encoding.encode_single_token("<|endoftext|>")
         except KeyError:
             self.eot_token = None
+        self._specials: tuple[str, ...] = tuple(encoding.special_tokens_set)
 
     def encode(self, text: str, *, allowed_special: Any = "all", **_: Any) -> list[int]:
         """Token ids of ``text``."""
+        if not allowed_special or not any(special in text for special in self._specials):
+            return self.encoding.encode_ordinary(text)  # the same ids, without the special-token pass
         return self.encoding.encode(text, allowed_special=allowed_special, disallowed_special=())
+
+    def encode_array(self, text: str) -> Any:
+        """Token ids of ``text`` as a ``uint32`` numpy array (special tokens allowed, as :meth:`encode`).
+
+        Straight from tiktoken's buffer (``encode_to_numpy``, tiktoken >= 0.8) without a
+        Python list in between; for ``prepare``.
+        """
+        import numpy as np
+
+        to_numpy = getattr(self.encoding, "encode_to_numpy", None)
+        if to_numpy is None:  # pragma: no cover - tiktoken 0.7
+            return np.asarray(self.encode(text), dtype=np.uint32)
+        specials = self._specials if any(special in text for special in self._specials) else ()
+        return to_numpy(text, allowed_special=set(specials), disallowed_special=())
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         """Token ids of several texts (threads inside tiktoken)."""
