@@ -85,7 +85,8 @@ class DistributedContext:
     def no_sync(self, model: nn.Module, *, last: bool) -> Iterator[None]:
         """Skip the gradient reduction on every micro-batch but the last."""
         if self.sharded:
-            getattr(model, "_orig_mod", model).set_requires_gradient_sync(last)  # unwrap torch.compile
+            sharded: Any = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+            sharded.set_requires_gradient_sync(last)
             yield
         elif self.world_size > 1 and not last and isinstance(model, nn.parallel.DistributedDataParallel):
             with model.no_sync():
