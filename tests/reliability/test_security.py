@@ -23,7 +23,12 @@ from llm_core.errors import CheckpointError, DataError, ScratchLMError
 from llm_data import Source, fetch, load_prepared, prepare_corpus
 from llm_data.prepare import collect_files
 from llm_model import load_pretrained
-from llm_train.checkpoint import find_latest_checkpoint, list_checkpoints, load_training_checkpoint
+from llm_train.checkpoint import (
+    _state_digest,
+    find_latest_checkpoint,
+    list_checkpoints,
+    load_training_checkpoint,
+)
 from llm_train.config import load_train_config
 from llm_train.pretrain import pretrain
 
@@ -131,6 +136,7 @@ def test_a_pickle_in_a_checkpoint_is_rejected_without_running_it(
     state_path = checkpoint / "trainer_state.json"  # an attacker can rewrite the checksums too
     state = json.loads(state_path.read_text(encoding="utf-8"))
     state["files"][name] = hashlib.sha256(payload).hexdigest()
+    state["sha256"] = _state_digest(state)  # and the state's own, so the weights loader is reached
     state_path.write_text(json.dumps(state), encoding="utf-8")
     with pytest.raises(ScratchLMError, match=name):
         load_training_checkpoint(checkpoint)
