@@ -12,9 +12,7 @@ valid checkpoint of a tiny GPT-2:
    and the state's own sha256 updated (as an attacker would), so the safetensors parser and
    the optimizer-state reader themselves are reached.
 
-A typed scratchlm error or a loaded model is fine; anything else is a crash. (``KNOWN_GAPS``
-counts documented gaps; the two llm-train ones it used to count — a damaged
-``trainer_state.json``, optimizer tensors with unexpected names — are fixed.) Run with
+A typed scratchlm error or a loaded model is fine; anything else is a crash. Run with
 atheris (nightly)::
 
     python tests/reliability/fuzz/fuzz_checkpoint.py -max_total_time=60 CORPUS_DIR
@@ -32,8 +30,6 @@ from pathlib import Path
 from typing import Any
 
 INSTRUMENTED = ["llm_core", "llm_model", "llm_train", "safetensors"]
-#: Untyped errors of the documented llm-train gaps, by file and exception type.
-KNOWN_GAPS: dict[str, int] = {}
 _work: Path | None = None
 LIMIT = 4096
 

@@ -55,9 +55,13 @@ class TiktokenTokenizer:
             self.eot_token = None
         self._specials: tuple[str, ...] = tuple(encoding.special_tokens_set)
 
+    def _has_special(self, text: str) -> bool:
+        """Whether ``text`` holds a special token's string (else encode_ordinary gives the same ids)."""
+        return any(special in text for special in self._specials)
+
     def encode(self, text: str, *, allowed_special: Any = "all", **_: Any) -> list[int]:
         """Token ids of ``text``."""
-        if not allowed_special or not any(special in text for special in self._specials):
+        if not allowed_special or not self._has_special(text):
             return self.encoding.encode_ordinary(text)  # the same ids, without the special-token pass
         return self.encoding.encode(text, allowed_special=allowed_special, disallowed_special=())
 
@@ -72,7 +76,7 @@ class TiktokenTokenizer:
         to_numpy = getattr(self.encoding, "encode_to_numpy", None)
         if to_numpy is None:  # pragma: no cover - tiktoken 0.7
             return np.asarray(self.encode(text), dtype=np.uint32)
-        specials = self._specials if any(special in text for special in self._specials) else ()
+        specials = self._specials if self._has_special(text) else ()
         return to_numpy(text, allowed_special=set(specials), disallowed_special=())
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
