@@ -80,7 +80,12 @@ def _build(impl: str, shape: dict[str, int]) -> Any:
 
 
 def worker_train(impl: str, spec: str, batch: int, steps: int) -> dict[str, Any]:
-    """A bare hand-written loop: forward, cross-entropy, backward, AdamW (fused, for every implementation)."""
+    """A bare hand-written loop: forward, cross-entropy, backward, AdamW (fused, for every implementation).
+
+    scratchlm rows compute the loss as its Trainer does, ``model(x, targets=y)`` (the
+    head and cross-entropy chunk by chunk); ``scratchlm-logits`` is the same model
+    through its full logits and ``cross_entropy``, the way the other rows run.
+    """
     import torch
 
     if impl.startswith("scratchlm-trainer"):
@@ -90,10 +95,14 @@ def worker_train(impl: str, spec: str, batch: int, steps: int) -> dict[str, Any]
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     x = torch.randint(0, shape["vocab_size"], (batch, shape["context_length"]))
     y = torch.randint(0, shape["vocab_size"], (batch, shape["context_length"]))
+    chunked_loss = impl.startswith("scratchlm") and impl != "scratchlm-logits"
     times = []
     for step in range(steps + 2):  # two warm-up steps (compilation, allocator)
         start = time.perf_counter()
-        loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        if chunked_loss:
+            loss = model(x, targets=y)
+        else:
+            loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -268,9 +277,17 @@ def plan(quick: bool) -> dict[str, Any]:
         return {
             "reps": 3,
             "train": [("256x4x4x256x50257", 4, 3)],
-            "train_impls": ["scratchlm-naive", "scratchlm-sdpa", "scratchlm-trainer", "hf", "textbook"],
+            "train_impls": [
+                "scratchlm-naive",
+                "scratchlm-sdpa",
+                "scratchlm-logits",
+                "scratchlm-trainer",
+                "hf",
+                "textbook",
+            ],
             "generate": [("256x4x4x256x50257", 1, 50), ("256x4x4x256x50257", 8, 50)],
             "prepare_mb": 20,
+            "prepare_rss_mb": None,
             "bpe_mb": 1,
             "matmul": 1024,
         }
@@ -280,6 +297,7 @@ def plan(quick: bool) -> dict[str, Any]:
         "train_impls": [
             "scratchlm-naive",
             "scratchlm-sdpa",
+            "scratchlm-logits",
             "scratchlm-compile",
             "scratchlm-trainer",
             "scratchlm-trainer-compile",
@@ -287,7 +305,8 @@ def plan(quick: bool) -> dict[str, Any]:
             "textbook",
         ],
         "generate": [("768x12x12x1024x50257", 1, 200), ("768x12x12x1024x50257", 8, 200)],
-        "prepare_mb": 1000,
+        "prepare_mb": 200,  # MB/s, three repetitions of each
+        "prepare_rss_mb": 1000,  # peak RSS of one `prepare` run (2 workers) on 1 GB
         "bpe_mb": 5,
         "matmul": 2048,
     }
@@ -342,6 +361,14 @@ def main() -> int:
                     f"prepare|{impl}|w{workers}",
                     run_worker("prepare", impl=impl, corpus=str(corpus), workers=workers),
                 )
+
+        if p["prepare_rss_mb"]:  # one run on the big corpus: the memory target, not a speed ratio
+            big = Path(tmp) / "big.txt"
+            make_corpus(big, p["prepare_rss_mb"])
+            record(
+                "prepare_rss|scratchlm|w2",
+                run_worker("prepare", impl="scratchlm", corpus=str(big), workers=2),
+            )
 
     peak = median_of(raw["matmul"], "gflops") or float("nan")
     summary: dict[str, Any] = {
@@ -407,6 +434,17 @@ def main() -> int:
             }
         )
 
+    for row in raw.get("prepare_rss|scratchlm|w2", []):
+        summary["prepare"].append(
+            {
+                "impl": "prepare|scratchlm|w2 (memory run)",
+                "corpus_mb": p["prepare_rss_mb"],
+                "mb_per_s": row.get("mb_per_s"),
+                "peak_rss_mb": row.get("peak_rss_mb"),
+                "vs_tiktoken": None,
+            }
+        )
+
     ours, theirs = median_of(raw["bpe|scratchlm"], "seconds"), median_of(raw["bpe|tokenizers"], "seconds")
     summary["bpe"].append(
         {
@@ -456,7 +494,10 @@ def markdown(machine: dict[str, Any], s: dict[str, Any], quick: bool) -> str:
         "## Training (forward + backward + AdamW)",
         "",
         "Every implementation uses fused `torch.optim.AdamW`. `scratchlm-trainer` is the same model "
-        "through `llm_train.Trainer` (data sampling, per-step metrics); *vs bare loop* is its overhead.",
+        "through `llm_train.Trainer` (data sampling, per-step metrics); *vs bare loop* is its overhead. "
+        "scratchlm rows compute the loss as the Trainer does, `model(x, targets=y)` (output head and "
+        "cross-entropy a chunk of tokens at a time); `scratchlm-logits` is `scratchlm-sdpa` through "
+        "full logits and `cross_entropy`, as transformers and the textbook model run.",
         "",
         "| shape (emb x layers x heads x ctx x vocab) | batch | implementation | tokens/s | vs transformers | vs bare loop | peak RSS MB | RSS vs transformers | MFU |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -488,7 +529,7 @@ def markdown(machine: dict[str, Any], s: dict[str, Any], quick: bool) -> str:
     ]
     for r in s["prepare"]:
         lines.append(
-            f"| {r['impl']} | {r['corpus_mb']} | {_fmt(r['mb_per_s'], '.2f')} | {_fmt(r['vs_tiktoken'], '.2f')}x | {_fmt(r['peak_rss_mb'])} |"
+            f"| {r['impl']} | {r['corpus_mb']} | {_fmt(r['mb_per_s'], '.2f')} | {_ratio(r['vs_tiktoken'])} | {_fmt(r['peak_rss_mb'])} |"
         )
     lines += [
         "",

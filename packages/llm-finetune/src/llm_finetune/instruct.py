@@ -21,7 +21,7 @@ from torch import nn
 
 from llm_core.errors import ConfigError, DataError
 from llm_finetune.templates import PromptTemplate, get_template
-from llm_model import model_config
+from llm_model import accepts_targets, model_config
 
 __all__ = [
     "IGNORE_INDEX",
@@ -104,8 +104,10 @@ class SFTDataset(torch.utils.data.Dataset):
 def masked_next_token_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over the targets that are not ``-100`` (0 when every target is masked)."""
     device = next(model.parameters()).device
-    logits = model(inputs.to(device))  # (b, t, vocab)
-    targets = targets.to(device)
+    inputs, targets = inputs.to(device), targets.to(device)
+    if accepts_targets(model):  # chunked head + loss, the same mean (0 when all are masked)
+        return model(inputs, targets=targets)  # scalar
+    logits = model(inputs)  # (b, t, vocab)
     total = nn.functional.cross_entropy(
         logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
     )

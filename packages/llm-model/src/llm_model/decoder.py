@@ -147,6 +147,7 @@ class RotaryDecoder(CausalLMMixin, nn.Module):
         self,
         idx: torch.Tensor,
         *,
+        targets: torch.Tensor | None = None,
         cache: KVCache | None = None,
         padding_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
@@ -162,4 +163,4 @@ class RotaryDecoder(CausalLMMixin, nn.Module):
             layer_cache = None if cache is None else cache.layer(i)
             x = block(x, cache=layer_cache, padding_mask=padding_mask, positions=positions)
         x = self.final_norm(x)
-        return self.out_head(x)  # (b, t, vocab_size)
+        return self._head(x, targets)  # (b, t, vocab_size), or the loss given targets

@@ -13,22 +13,43 @@ from llm_core.config_io import config_from_dict
 from llm_core.errors import ConfigError
 from llm_model.blocks import LayerNorm, TransformerBlock
 from llm_model.config import GPTConfig
+from llm_model.head_loss import IGNORE_INDEX, linear_cross_entropy
 
-__all__ = ["GPTModel", "build_model", "count_parameters", "model_info"]
+__all__ = ["GPTModel", "accepts_targets", "build_model", "count_parameters", "model_info"]
 
 FP32_BYTES = 4
 MB = 1024**2
 
 
 class CausalLMMixin:
-    """What every scratchlm decoder shares: its KV cache and the context-length check.
+    """What every scratchlm decoder shares: its KV cache, the context-length check, the head.
 
-    Needs ``self.config`` (``n_layers``, ``kv_heads``, ``head_dim``, ``context_length``)
-    and ``self.tok_emb``.
+    Needs ``self.config`` (``n_layers``, ``kv_heads``, ``head_dim``, ``context_length``),
+    ``self.tok_emb`` and ``self.out_head``.
     """
 
     config: Any
     tok_emb: nn.Embedding
+    out_head: nn.Linear
+    #: ``forward(idx, targets=...)`` returns the mean next-token loss (see :func:`accepts_targets`).
+    accepts_targets = True
+
+    def _head(self, x: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+        """Logits ``(b, t, vocab)`` of the final hidden states, or their loss against ``targets``."""
+        if targets is None:
+            return self.out_head(x)  # (b, t, vocab_size)
+        # The chunked head reads the Linear's weight itself, so a replaced head (a LoRA
+        # adapter, ...) goes through its own forward. Under autocast with gradients the
+        # chunked head would accumulate the weight's gradient in fp32 outside autocast;
+        # the plain path keeps autocast's matmul dtype.
+        plain_linear = type(self.out_head) is nn.Linear
+        if not plain_linear or (torch.is_autocast_enabled(x.device.type) and x.requires_grad):
+            logits = self.out_head(x).float()  # (b, t, vocab_size)
+            total = nn.functional.cross_entropy(
+                logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+            )
+            return total / (targets != IGNORE_INDEX).sum().clamp(min=1)
+        return linear_cross_entropy(x, self.out_head.weight, targets, self.out_head.bias)  # scalar
 
     def new_cache(
         self,
@@ -65,10 +86,12 @@ class CausalLMMixin:
 class GPTModel(CausalLMMixin, nn.Module):
     """GPT-2: token + position embeddings, ``n_layers`` transformer blocks, final norm, output head.
 
-    ``forward(idx, *, cache=None, padding_mask=None)`` maps token ids ``(b, t)``
-    to logits ``(b, t, vocab_size)``. With a ``cache`` (see :meth:`new_cache`),
-    positions continue after the cached ones and every block appends its keys
-    and values. ``padding_mask`` ``(b, t_past + t)`` is true for real tokens and
+    ``forward(idx, *, targets=None, cache=None, padding_mask=None)`` maps token ids
+    ``(b, t)`` to logits ``(b, t, vocab_size)``; given ``targets`` ``(b, t)`` (``-100``
+    ignored) it returns the mean cross-entropy instead, computed chunk by chunk
+    without holding every logit (:func:`~llm_model.head_loss.linear_cross_entropy`).
+    With a ``cache`` (see :meth:`new_cache`), positions continue after the cached
+    ones and every block appends its keys and values. ``padding_mask`` ``(b, t_past + t)`` is true for real tokens and
     false for (left) padding: padded keys are never attended to and positions
     count real tokens only, so a left-padded row gets the logits it would get alone.
     """
@@ -109,6 +132,7 @@ class GPTModel(CausalLMMixin, nn.Module):
         self,
         idx: torch.Tensor,
         *,
+        targets: torch.Tensor | None = None,
         cache: KVCache | None = None,
         padding_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
@@ -120,7 +144,7 @@ class GPTModel(CausalLMMixin, nn.Module):
             layer_cache = None if cache is None else cache.layer(i)
             x = block(x, cache=layer_cache, padding_mask=padding_mask)
         x = self.final_norm(x)
-        return self.out_head(x)  # (b, t, vocab_size)
+        return self._head(x, targets)  # (b, t, vocab_size), or the loss given targets
 
     @staticmethod
     def _positions(
@@ -136,6 +160,20 @@ class GPTModel(CausalLMMixin, nn.Module):
         # Count real tokens only, so left padding does not shift positions.
         positions = padding_mask.long().cumsum(dim=-1) - 1  # (b, past + t)
         return positions.clamp(min=0)[:, past:]  # (b, t)
+
+
+def accepts_targets(model: nn.Module) -> bool:
+    """Whether ``model(idx, targets=targets)`` returns the loss (scratchlm's decoders do).
+
+    Looks through ``DistributedDataParallel`` and ``torch.compile`` wrappers. An
+    architecture plugin opts in with a class attribute ``accepts_targets = True``.
+    """
+    inner: Any = model
+    while True:
+        unwrapped = getattr(inner, "_orig_mod", None) or getattr(inner, "module", None)
+        if not isinstance(unwrapped, nn.Module):
+            return bool(getattr(inner, "accepts_targets", False))
+        inner = unwrapped
 
 
 def cache_length(cache: Any) -> int:

@@ -8,6 +8,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from llm_train.tasks import next_token_loss
+
 __all__ = ["calc_loss_batch", "calc_loss_loader", "perplexity"]
 
 
@@ -19,9 +21,7 @@ def calc_loss_batch(
     ``input_batch`` and ``target_batch`` are ``(batch, seq)`` token ids; targets
     equal to -100 are ignored.
     """
-    input_batch, target_batch = input_batch.to(device), target_batch.to(device)
-    logits = model(input_batch)  # (b, t, vocab)
-    return nn.functional.cross_entropy(logits.flatten(0, 1), target_batch.flatten())
+    return next_token_loss(model, input_batch.to(device), target_batch.to(device))
 
 
 def calc_loss_loader(

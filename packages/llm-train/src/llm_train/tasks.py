@@ -17,6 +17,7 @@ from torch import nn
 
 from llm_core.errors import DataError
 from llm_data import WindowLoader
+from llm_model import accepts_targets
 
 __all__ = ["BatchLoader", "DatasetLoader", "LanguageModeling", "Task", "eval_windows", "next_token_loss"]
 
@@ -120,10 +121,17 @@ def eval_windows(n_tokens: int, context_length: int, count: int) -> list[int]:
 
 
 def next_token_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of next-token logits; -100 targets are ignored."""
+    """Cross-entropy of next-token logits; -100 targets are ignored.
+
+    scratchlm's decoders compute it inside ``forward`` a chunk of tokens at a time
+    (:func:`llm_model.accepts_targets`); other models through their full logits.
+    """
     device = next(model.parameters()).device
-    logits = model(inputs.to(device))  # (b, t, vocab)
-    return nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.to(device).flatten())
+    inputs, targets = inputs.to(device), targets.to(device)
+    if accepts_targets(model):
+        return model(inputs, targets=targets)  # scalar
+    logits = model(inputs)  # (b, t, vocab)
+    return nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
 
 
 class LanguageModeling:

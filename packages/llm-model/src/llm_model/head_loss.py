@@ -1,0 +1,108 @@
+"""The output head and its cross-entropy in one pass, a chunk of tokens at a time.
+
+Training a language model the plain way materialises the logits of every token,
+``(tokens, vocab_size)`` floats (411 MB for 2,048 tokens of GPT-2), then reads and
+writes that tensor again for the softmax, the loss and their backward. For a
+small model that memory traffic, not the matmuls, is most of a training step.
+:func:`linear_cross_entropy` instead computes the logits of a few hundred tokens
+at a time, turns them into the loss and, right away, into the gradients of the
+hidden states and of the head's weight, then drops them: the same numbers
+(tested against ``cross_entropy(hidden @ weight.T, targets)``) with peak memory
+of one chunk of logits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = ["IGNORE_INDEX", "linear_cross_entropy"]
+
+IGNORE_INDEX = -100
+CHUNK_ELEMENTS = 1 << 23  # logits per chunk: 32 MiB of fp32, ~166 tokens of a 50,257 vocabulary
+
+
+def _chunk_rows(vocab_size: int) -> int:
+    return max(16, CHUNK_ELEMENTS // max(1, vocab_size))
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Forward computes the summed loss and, when asked, both gradients; backward scales them."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        targets: torch.Tensor,
+    ) -> torch.Tensor:
+        want_grads = any(ctx.needs_input_grad[:3])
+        valid = targets != IGNORE_INDEX  # (n,)
+        safe_targets = targets.clamp(min=0)[:, None]  # (n, 1)
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        grad_hidden = torch.empty_like(hidden) if want_grads else None
+        grad_weight = torch.zeros_like(weight) if want_grads else None
+        grad_bias = torch.zeros_like(bias) if (want_grads and bias is not None) else None
+        step = _chunk_rows(weight.shape[0])
+        for start in range(0, hidden.shape[0], step):
+            end = start + step
+            h = hidden[start:end]  # (c, d)
+            logits = h @ weight.t()  # (c, vocab)
+            if bias is not None:
+                logits = logits + bias
+            log_probs = torch.log_softmax(logits.float(), dim=-1)  # (c, vocab), fp32
+            keep = valid[start:end].to(log_probs.dtype)  # (c,): 0 for ignored targets
+            picked = log_probs.gather(1, safe_targets[start:end]).squeeze(1)  # (c,)
+            total -= (picked * keep).sum()
+            if grad_hidden is None or grad_weight is None:  # no gradient wanted: the loss only
+                continue
+            # d(loss)/d(logits) = softmax - one_hot(target), zero on ignored rows; the rows
+            # are masked through h and the (c, d) results, not the (c, vocab) tensor.
+            grad_logits = log_probs.exp_().scatter_add_(1, safe_targets[start:end], -keep[:, None])
+            grad_logits = grad_logits.to(h.dtype)
+            grad_hidden[start:end] = (grad_logits @ weight) * keep[:, None].to(h.dtype)
+            grad_weight.addmm_(grad_logits.t(), h * keep[:, None].to(h.dtype))
+            if grad_bias is not None:
+                grad_bias += (grad_logits * keep[:, None].to(h.dtype)).sum(0).to(grad_bias.dtype)
+        count = valid.sum().clamp(min=1).to(torch.float32)  # every target ignored: loss 0, not nan
+        ctx.save_for_backward(grad_hidden, grad_weight, grad_bias, count)
+        return total / count
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        grad_hidden, grad_weight, grad_bias, count = ctx.saved_tensors
+        scale = grad_output / count
+
+        def scaled(grad: torch.Tensor | None, needed: bool) -> torch.Tensor | None:
+            return grad * scale.to(grad.dtype) if (needed and grad is not None) else None
+
+        needs = ctx.needs_input_grad
+        return scaled(grad_hidden, needs[0]), scaled(grad_weight, needs[1]), scaled(grad_bias, needs[2]), None
+
+
+def linear_cross_entropy(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean cross-entropy of ``hidden @ weight.T (+ bias)`` against ``targets``, chunk by chunk.
+
+    ``hidden`` is ``(..., d)``, ``weight`` ``(vocab, d)``, ``targets`` ``(...)`` token
+    ids, where ``-100`` marks a position to ignore. Equal to
+    ``F.cross_entropy(F.linear(hidden, weight, bias).flatten(0, -2), targets.flatten())``
+    but without ever holding every token's logits. With gradients enabled, they are
+    computed in the forward pass (a chunk's logits are needed for both), so call
+    ``backward`` once per call, as after any loss. The loss is accumulated in fp32.
+    When every target is ignored the loss is 0 with zero gradients (where
+    ``cross_entropy`` gives nan, which would poison the weights).
+    """
+    if hidden.shape[:-1] != targets.shape:
+        raise ValueError(
+            f"linear_cross_entropy: hidden {tuple(hidden.shape)} and targets {tuple(targets.shape)} "
+            "must agree on every dimension but the last"
+        )
+    flat_hidden = hidden.reshape(-1, hidden.shape[-1])  # (n, d)
+    return _LinearCrossEntropy.apply(flat_hidden, weight, bias, targets.reshape(-1))
