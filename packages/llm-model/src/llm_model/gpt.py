@@ -91,9 +91,10 @@ class GPTModel(CausalLMMixin, nn.Module):
     ignored) it returns the mean cross-entropy instead, computed chunk by chunk
     without holding every logit (:func:`~llm_model.head_loss.linear_cross_entropy`).
     With a ``cache`` (see :meth:`new_cache`), positions continue after the cached
-    ones and every block appends its keys and values. ``padding_mask`` ``(b, t_past + t)`` is true for real tokens and
-    false for (left) padding: padded keys are never attended to and positions
-    count real tokens only, so a left-padded row gets the logits it would get alone.
+    ones and every block appends its keys and values. ``padding_mask``
+    ``(b, t_past + t)`` is true for real tokens and false for (left) padding: padded
+    keys are never attended to and positions count real tokens only, so a
+    left-padded row gets the logits it would get alone.
     """
 
     config_class = GPTConfig
