@@ -27,7 +27,24 @@ HERE = Path(__file__).resolve().parent
 
 
 def _peak_rss_mb() -> float:
+    """This process's own peak RSS: ``VmHWM`` on Linux.
+
+    Not ``getrusage``'s ``ru_maxrss``: Linux carries it across ``exec``, so a worker
+    started by ``subprocess`` would report at least its parent's peak (the runner,
+    which has held a corpus in memory), hiding any worker smaller than that.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _children_peak_rss_mb() -> float:
+    """The largest peak RSS among this process's finished children (prepare's worker processes)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def _shape(spec: str) -> dict[str, int]:
@@ -195,9 +212,15 @@ def worker_prepare(impl: str, corpus: str, workers: int) -> dict[str, Any]:
 
         with tempfile.TemporaryDirectory() as tmp:
             prepare_corpus([corpus], Path(tmp) / "out", tokenizer="gpt2", val_fraction=0.0, workers=workers)
-            total = json.loads((Path(tmp) / "out" / "index.json").read_text()).get("tokens", 0)
+            index = json.loads((Path(tmp) / "out" / "index.json").read_text())
+            total = sum(split["tokens"] for split in index["splits"].values())
     seconds = time.perf_counter() - start
-    return {"mb_per_s": size / 1e6 / seconds, "peak_rss_mb": _peak_rss_mb(), "tokens": total}
+    return {
+        "mb_per_s": size / 1e6 / seconds,
+        "peak_rss_mb": _peak_rss_mb(),
+        "worker_peak_rss_mb": _children_peak_rss_mb(),
+        "tokens": total,
+    }
 
 
 def worker_bpe(impl: str, corpus: str, vocab_size: int) -> dict[str, Any]:
@@ -321,6 +344,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small shapes and corpus, about 5 minutes")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--from-raw",
+        type=Path,
+        metavar="RAW_JSON",
+        help="write the tables from the measurements a run saved (RESULTS.raw.json, kept when a run stops early)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--args", help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -329,11 +358,18 @@ def main() -> int:
         return 0
 
     p = plan(options.quick)
+    name = f"{time.strftime('%Y-%m-%d')}{'-quick' if options.quick else ''}"
+    options.out.mkdir(parents=True, exist_ok=True)
+    raw_path = options.out / f"{name}.raw.json"
+    if options.from_raw:
+        raw = json.loads(options.from_raw.read_text())
+        return write_results(raw, p, options.out, name, options.quick)
     raw: dict[str, list[dict[str, Any]]] = {}
 
     def record(key: str, result: dict[str, Any]) -> None:
         raw.setdefault(key, []).append(result)
         print(f"{key}: {result}", flush=True)
+        raw_path.write_text(json.dumps(raw, indent=1))  # nothing measured is lost if the run stops
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus.txt"
@@ -370,19 +406,33 @@ def main() -> int:
                 run_worker("prepare", impl="scratchlm", corpus=str(big), workers=2),
             )
 
-    peak = median_of(raw["matmul"], "gflops") or float("nan")
+    write_results(raw, p, options.out, name, options.quick)
+    raw_path.unlink()  # now inside NAME.json
+    return 0
+
+
+def write_results(
+    raw: dict[str, list[dict[str, Any]]], p: dict[str, Any], out: Path, name: str, quick: bool
+) -> int:
+    """Medians and ratios of the measurements in ``raw``: ``out/NAME.json`` and ``.md``.
+
+    Rows of the plan with no measurement (a run stopped early) are left out.
+    """
+    reps = max((len(v) for v in raw.values()), default=0)
+    peak = median_of(raw.get("matmul", []), "gflops") or float("nan")
     summary: dict[str, Any] = {
         "matmul_gflops_fp32": peak,
+        "repetitions": reps,
         "train": [],
         "generate": [],
         "prepare": [],
         "bpe": [],
     }
     for spec, batch, _ in p["train"]:
-        hf = median_of(raw[f"train|{spec}|b{batch}|hf"], "tokens_per_s")
-        hf_mem = median_of(raw[f"train|{spec}|b{batch}|hf"], "peak_rss_mb")
+        hf = median_of(raw.get(f"train|{spec}|b{batch}|hf", []), "tokens_per_s")
+        hf_mem = median_of(raw.get(f"train|{spec}|b{batch}|hf", []), "peak_rss_mb")
         for impl in p["train_impls"]:
-            rows = raw[f"train|{spec}|b{batch}|{impl}"]
+            rows = raw.get(f"train|{spec}|b{batch}|{impl}", [])
             tps, mem = median_of(rows, "tokens_per_s"), median_of(rows, "peak_rss_mb")
             mfu = tps * train_flops_per_token(spec) / (peak * 1e9) if tps else None
             bare_impl = {
@@ -406,7 +456,7 @@ def main() -> int:
             )
     for spec, batch, new in p["generate"]:
         values = {
-            i: median_of(raw[f"generate|{spec}|b{batch}|{i}"], "tokens_per_s")
+            i: median_of(raw.get(f"generate|{spec}|b{batch}|{i}", []), "tokens_per_s")
             for i in ("cache", "nocache", "hf")
         }
         summary["generate"].append(
@@ -421,9 +471,9 @@ def main() -> int:
                 else None,
             }
         )
-    base = median_of(raw["prepare|tiktoken|w1"], "mb_per_s")
+    base = median_of(raw.get("prepare|tiktoken|w1", []), "mb_per_s")
     for key in ("prepare|tiktoken|w1", "prepare|scratchlm|w1", "prepare|scratchlm|w2"):
-        mbps, mem = median_of(raw[key], "mb_per_s"), median_of(raw[key], "peak_rss_mb")
+        mbps, mem = median_of(raw.get(key, []), "mb_per_s"), median_of(raw.get(key, []), "peak_rss_mb")
         summary["prepare"].append(
             {
                 "impl": key,
@@ -441,11 +491,15 @@ def main() -> int:
                 "corpus_mb": p["prepare_rss_mb"],
                 "mb_per_s": row.get("mb_per_s"),
                 "peak_rss_mb": row.get("peak_rss_mb"),
+                "worker_peak_rss_mb": row.get("worker_peak_rss_mb"),
                 "vs_tiktoken": None,
             }
         )
 
-    ours, theirs = median_of(raw["bpe|scratchlm"], "seconds"), median_of(raw["bpe|tokenizers"], "seconds")
+    ours, theirs = (
+        median_of(raw.get("bpe|scratchlm", []), "seconds"),
+        median_of(raw.get("bpe|tokenizers", []), "seconds"),
+    )
     summary["bpe"].append(
         {
             "corpus_mb": p["bpe_mb"],
@@ -464,14 +518,11 @@ def main() -> int:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
-    stamp = time.strftime("%Y-%m-%d")
-    options.out.mkdir(parents=True, exist_ok=True)
-    name = f"{stamp}{'-quick' if options.quick else ''}"
-    (options.out / f"{name}.json").write_text(
+    (out / f"{name}.json").write_text(
         json.dumps({"machine": machine, "summary": summary, "raw": raw}, indent=2)
     )
-    (options.out / f"{name}.md").write_text(markdown(machine, summary, options.quick))
-    print((options.out / f"{name}.md").read_text())
+    (out / f"{name}.md").write_text(markdown(machine, summary, quick))
+    print((out / f"{name}.md").read_text())
     return 0
 
 
@@ -489,7 +540,8 @@ def markdown(machine: dict[str, Any], s: dict[str, Any], quick: bool) -> str:
         "",
         f"Machine: {machine['processor']}, {machine['cpus']} CPUs, torch {machine['torch']} "
         f"({machine['threads']} threads), {machine['platform']}. Measured fp32 matmul peak: "
-        f"{s['matmul_gflops_fp32']:.1f} GFLOP/s. Medians of interleaved repetitions, one process each.",
+        f"{s['matmul_gflops_fp32']:.1f} GFLOP/s. Medians of {s.get('repetitions', 'several')} interleaved "
+        "repetitions, one process each.",
         "",
         "## Training (forward + backward + AdamW)",
         "",
