@@ -193,7 +193,12 @@ def worker_generate(impl: str, spec: str, batch: int, new_tokens: int) -> dict[s
             out = generate(model, prompt, new_tokens, use_cache=impl == "cache")
         seconds = time.perf_counter() - start
     assert out.shape == (batch, 16 + new_tokens), out.shape
-    return {"tokens_per_s": batch * new_tokens / seconds, "peak_rss_mb": _peak_rss_mb()}
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    return {
+        "tokens_per_s": batch * new_tokens / seconds,
+        "peak_rss_mb": _peak_rss_mb(),
+        "weight_bytes": weight_bytes,
+    }
 
 
 def worker_prepare(impl: str, corpus: str, workers: int) -> dict[str, Any]:
@@ -252,7 +257,23 @@ def worker_matmul(n: int) -> dict[str, Any]:
     return {"gflops": 2 * n**3 / statistics.median(times) / 1e9}
 
 
+def worker_bandwidth(megabytes: int) -> dict[str, Any]:
+    """Memory read bandwidth: summing a tensor far larger than the caches (what bounds decoding)."""
+    import torch
+
+    data = torch.ones(megabytes * 2**20 // 4)
+    for _ in range(2):
+        data.sum()
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        data.sum()
+        times.append(time.perf_counter() - start)
+    return {"read_gb_per_s": data.numel() * 4 / statistics.median(times) / 1e9}
+
+
 WORKERS = {
+    "bandwidth": worker_bandwidth,
     "train": worker_train,
     "generate": worker_generate,
     "prepare": worker_prepare,
@@ -347,9 +368,17 @@ def main() -> int:
     parser.add_argument(
         "--from-raw",
         type=Path,
+        nargs="+",
         metavar="RAW_JSON",
-        help="write the tables from the measurements a run saved (RESULTS.raw.json, kept when a run stops early)",
+        help="write the tables from saved measurements instead of measuring: NAME.raw.json (kept when a "
+        "run stops early) or a results NAME.json; several files are pooled (their repetitions add up)",
     )
+    parser.add_argument("--reps", type=int, help="repetitions (default 3)")
+    parser.add_argument(
+        "--only",
+        help="comma-separated sections to measure: train, generate, data (default: all)",
+    )
+    parser.add_argument("--impls", help="comma-separated training implementations (default: the plan's)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--args", help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -358,13 +387,22 @@ def main() -> int:
         return 0
 
     p = plan(options.quick)
+    p["reps"] = options.reps or p["reps"]
+    if options.impls:
+        p["train_impls"] = options.impls.split(",")
+    sections = set((options.only or "train,generate,data").split(","))
+    if not sections <= {"train", "generate", "data"}:
+        parser.error(f"--only: expected train, generate and/or data, got {options.only!r}")
     name = f"{time.strftime('%Y-%m-%d')}{'-quick' if options.quick else ''}"
     options.out.mkdir(parents=True, exist_ok=True)
     raw_path = options.out / f"{name}.raw.json"
-    if options.from_raw:
-        raw = json.loads(options.from_raw.read_text())
-        return write_results(raw, p, options.out, name, options.quick)
     raw: dict[str, list[dict[str, Any]]] = {}
+    if options.from_raw:
+        for path in options.from_raw:
+            loaded = json.loads(path.read_text())
+            for key, rows in loaded.get("raw", loaded).items():
+                raw.setdefault(key, []).extend(rows)
+        return write_results(raw, p, options.out, name, options.quick)
 
     def record(key: str, result: dict[str, Any]) -> None:
         raw.setdefault(key, []).append(result)
@@ -378,27 +416,32 @@ def main() -> int:
         bpe_corpus.write_text(corpus.read_text(encoding="utf-8")[: p["bpe_mb"] * 1_000_000], encoding="utf-8")
         for _ in range(p["reps"]):  # interleave: every implementation once per repetition
             record("matmul", run_worker("matmul", n=p["matmul"]))
-            for spec, batch, steps in p["train"]:
+            record("bandwidth", run_worker("bandwidth", megabytes=1024))
+            for spec, batch, steps in p["train"] if "train" in sections else []:
                 for impl in p["train_impls"]:
                     record(
                         f"train|{spec}|b{batch}|{impl}",
                         run_worker("train", impl=impl, spec=spec, batch=batch, steps=steps),
                     )
-            for spec, batch, new in p["generate"]:
+            for spec, batch, new in p["generate"] if "generate" in sections else []:
                 for impl in ("cache", "nocache", "hf"):
                     record(
                         f"generate|{spec}|b{batch}|{impl}",
                         run_worker("generate", impl=impl, spec=spec, batch=batch, new_tokens=new),
                     )
-            for impl in ("scratchlm", "tokenizers"):
+            for impl in ("scratchlm", "tokenizers") if "data" in sections else ():
                 record(f"bpe|{impl}", run_worker("bpe", impl=impl, corpus=str(bpe_corpus), vocab_size=4096))
-            for impl, workers in (("tiktoken", 1), ("scratchlm", 1), ("scratchlm", 2)):
+            for impl, workers in (
+                (("tiktoken", 1), ("scratchlm", 1), ("scratchlm", 2)) if "data" in sections else ()
+            ):
                 record(
                     f"prepare|{impl}|w{workers}",
                     run_worker("prepare", impl=impl, corpus=str(corpus), workers=workers),
                 )
 
-        if p["prepare_rss_mb"]:  # one run on the big corpus: the memory target, not a speed ratio
+        if (
+            p["prepare_rss_mb"] and "data" in sections
+        ):  # one run on the big corpus: the memory target, not a speed ratio
             big = Path(tmp) / "big.txt"
             make_corpus(big, p["prepare_rss_mb"])
             record(
@@ -420,8 +463,10 @@ def write_results(
     """
     reps = max((len(v) for v in raw.values()), default=0)
     peak = median_of(raw.get("matmul", []), "gflops") or float("nan")
+    bandwidth = median_of(raw.get("bandwidth", []), "read_gb_per_s")
     summary: dict[str, Any] = {
         "matmul_gflops_fp32": peak,
+        "memory_read_gb_per_s": bandwidth,
         "repetitions": reps,
         "train": [],
         "generate": [],
@@ -433,6 +478,8 @@ def write_results(
         hf_mem = median_of(raw.get(f"train|{spec}|b{batch}|hf", []), "peak_rss_mb")
         for impl in p["train_impls"]:
             rows = raw.get(f"train|{spec}|b{batch}|{impl}", [])
+            if not rows:
+                continue
             tps, mem = median_of(rows, "tokens_per_s"), median_of(rows, "peak_rss_mb")
             mfu = tps * train_flops_per_token(spec) / (peak * 1e9) if tps else None
             bare_impl = {
@@ -445,6 +492,7 @@ def write_results(
                     "shape": spec,
                     "batch": batch,
                     "impl": impl,
+                    "n": len(rows),
                     "tokens_per_s": tps,
                     "peak_rss_mb": mem,
                     "vs_hf": tps / hf if tps and hf else None,
@@ -455,15 +503,21 @@ def write_results(
                 }
             )
     for spec, batch, new in p["generate"]:
-        values = {
-            i: median_of(raw.get(f"generate|{spec}|b{batch}|{i}", []), "tokens_per_s")
-            for i in ("cache", "nocache", "hf")
-        }
+        rows = {i: raw.get(f"generate|{spec}|b{batch}|{i}", []) for i in ("cache", "nocache", "hf")}
+        if not any(rows.values()):
+            continue
+        values = {i: median_of(r, "tokens_per_s") for i, r in rows.items()}
+        weight_bytes = median_of(rows["cache"], "weight_bytes")
+        # Each decoding step reads every weight once: at best bandwidth / weight bytes steps per second.
+        ceiling = batch * bandwidth * 1e9 / weight_bytes if bandwidth and weight_bytes else None
         summary["generate"].append(
             {
                 "shape": spec,
                 "batch": batch,
                 "new_tokens": new,
+                "n": min(len(r) for r in rows.values()),
+                "bandwidth_ceiling_tokens_per_s": ceiling,
+                "cache_vs_ceiling": values["cache"] / ceiling if values["cache"] and ceiling else None,
                 **{f"{k}_tokens_per_s": v for k, v in values.items()},
                 "cache_vs_hf": values["cache"] / values["hf"] if values["cache"] and values["hf"] else None,
                 "cache_vs_nocache": values["cache"] / values["nocache"]
@@ -473,6 +527,8 @@ def write_results(
         )
     base = median_of(raw.get("prepare|tiktoken|w1", []), "mb_per_s")
     for key in ("prepare|tiktoken|w1", "prepare|scratchlm|w1", "prepare|scratchlm|w2"):
+        if not raw.get(key):
+            continue
         mbps, mem = median_of(raw.get(key, []), "mb_per_s"), median_of(raw.get(key, []), "peak_rss_mb")
         summary["prepare"].append(
             {
@@ -500,15 +556,16 @@ def write_results(
         median_of(raw.get("bpe|scratchlm", []), "seconds"),
         median_of(raw.get("bpe|tokenizers", []), "seconds"),
     )
-    summary["bpe"].append(
-        {
-            "corpus_mb": p["bpe_mb"],
-            "vocab_size": 4096,
-            "scratchlm_s": ours,
-            "tokenizers_s": theirs,
-            "time_vs_tokenizers": ours / theirs if ours and theirs else None,
-        }
-    )
+    if ours or theirs:
+        summary["bpe"].append(
+            {
+                "corpus_mb": p["bpe_mb"],
+                "vocab_size": 4096,
+                "scratchlm_s": ours,
+                "tokenizers_s": theirs,
+                "time_vs_tokenizers": ours / theirs if ours and theirs else None,
+            }
+        )
     import torch
 
     machine = {
@@ -540,8 +597,9 @@ def markdown(machine: dict[str, Any], s: dict[str, Any], quick: bool) -> str:
         "",
         f"Machine: {machine['processor']}, {machine['cpus']} CPUs, torch {machine['torch']} "
         f"({machine['threads']} threads), {machine['platform']}. Measured fp32 matmul peak: "
-        f"{s['matmul_gflops_fp32']:.1f} GFLOP/s. Medians of {s.get('repetitions', 'several')} interleaved "
-        "repetitions, one process each.",
+        f"{s['matmul_gflops_fp32']:.1f} GFLOP/s; memory read bandwidth: "
+        f"{_fmt(s.get('memory_read_gb_per_s'), '.1f')} GB/s. Medians of interleaved repetitions (`n` per "
+        "row), one process each.",
         "",
         "## Training (forward + backward + AdamW)",
         "",
@@ -551,26 +609,29 @@ def markdown(machine: dict[str, Any], s: dict[str, Any], quick: bool) -> str:
         "cross-entropy a chunk of tokens at a time); `scratchlm-logits` is `scratchlm-sdpa` through "
         "full logits and `cross_entropy`, as transformers and the textbook model run.",
         "",
-        "| shape (emb x layers x heads x ctx x vocab) | batch | implementation | tokens/s | vs transformers | vs bare loop | peak RSS MB | RSS vs transformers | MFU |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| shape (emb x layers x heads x ctx x vocab) | batch | implementation | n | tokens/s | vs transformers | vs bare loop | peak RSS MB | RSS vs transformers | MFU |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in s["train"]:
         lines.append(
-            f"| {r['shape']} | {r['batch']} | {r['impl']} | {_fmt(r['tokens_per_s'])} | {_fmt(r['vs_hf'], '.2f')}x "
+            f"| {r['shape']} | {r['batch']} | {r['impl']} | {r.get('n', '')} | {_fmt(r['tokens_per_s'])} | {_fmt(r['vs_hf'], '.2f')}x "
             f"| {_ratio(r.get('vs_bare_loop'))} | {_fmt(r['peak_rss_mb'])} | {_fmt(r['rss_vs_hf'], '.2f')} | {_fmt(r['mfu'] and 100 * r['mfu'], '.1f')}% |"
         )
     lines += [
         "",
         "## Generation (greedy, prompt 16 tokens)",
         "",
-        "| shape | batch | new tokens | KV cache tok/s | no cache tok/s | transformers tok/s | cache vs transformers | cache vs no cache |",
-        "|---|---|---|---|---|---|---|---|",
+        "*Bandwidth ceiling*: batch x memory bandwidth / weight bytes, the rate at which decoding could "
+        "run if reading every weight once per step were its only cost.",
+        "",
+        "| shape | batch | new tokens | n | KV cache tok/s | no cache tok/s | transformers tok/s | cache vs transformers | cache vs no cache | bandwidth ceiling tok/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in s["generate"]:
         lines.append(
-            f"| {r['shape']} | {r['batch']} | {r['new_tokens']} | {_fmt(r['cache_tokens_per_s'])} | "
+            f"| {r['shape']} | {r['batch']} | {r['new_tokens']} | {r.get('n', '')} | {_fmt(r['cache_tokens_per_s'])} | "
             f"{_fmt(r['nocache_tokens_per_s'])} | {_fmt(r['hf_tokens_per_s'])} | {_fmt(r['cache_vs_hf'], '.2f')}x | "
-            f"{_fmt(r['cache_vs_nocache'], '.2f')}x |"
+            f"{_fmt(r['cache_vs_nocache'], '.2f')}x | {_fmt(r.get('bandwidth_ceiling_tokens_per_s'))} |"
         )
     lines += [
         "",
