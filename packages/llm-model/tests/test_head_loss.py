@@ -31,8 +31,16 @@ TINY_GPT = {
 
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Chunks of 16 rows, so the tests cross several chunks and a ragged last one."""
-    monkeypatch.setattr(head_loss, "CHUNK_ELEMENTS", 16 * 50)
+    """Chunks of 7 rows, so the tests cross several chunks and a ragged last one."""
+    monkeypatch.setattr(head_loss, "_chunk_rows", lambda tokens, vocab_size: 7)
+
+
+def test_chunks_are_equal_and_near_the_logits_budget() -> None:
+    assert head_loss._chunk_rows(2048, 50257) == 158  # 13 chunks of <= 166 rows (32 MiB of logits)
+    assert head_loss._chunk_rows(166, 50257) == 166
+    assert head_loss._chunk_rows(167, 50257) == 84  # two equal chunks, not 166 + 1
+    assert head_loss._chunk_rows(40, 97) == 40  # small vocabulary: one chunk
+    assert head_loss._chunk_rows(1, 50257) == 1
 
 
 @pytest.mark.parametrize("with_bias", [False, True])

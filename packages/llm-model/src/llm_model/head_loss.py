@@ -23,8 +23,11 @@ IGNORE_INDEX = -100
 CHUNK_ELEMENTS = 1 << 23  # logits per chunk: 32 MiB of fp32, ~166 tokens of a 50,257 vocabulary
 
 
-def _chunk_rows(vocab_size: int) -> int:
-    return max(16, CHUNK_ELEMENTS // max(1, vocab_size))
+def _chunk_rows(tokens: int, vocab_size: int) -> int:
+    """Tokens per chunk: equal chunks of about ``CHUNK_ELEMENTS`` logits each (at least 16 tokens)."""
+    rows = max(16, CHUNK_ELEMENTS // max(1, vocab_size))
+    chunks = -(-tokens // rows)  # ceil
+    return max(1, -(-tokens // max(1, chunks)))
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -41,11 +44,15 @@ class _LinearCrossEntropy(torch.autograd.Function):
         want_grads = any(ctx.needs_input_grad[:3])
         valid = targets != IGNORE_INDEX  # (n,)
         safe_targets = targets.clamp(min=0)[:, None]  # (n, 1)
+        count = valid.sum().clamp(min=1)  # every target ignored: loss 0, not nan
+        # Per-row weight of each gradient: 1/count, 0 for ignored targets. It scales the
+        # small (c, d) operands, never a (c, vocab) or (vocab, d) tensor.
+        row_scale = valid.to(hidden.dtype) / count.to(hidden.dtype)  # (n,)
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grad_hidden = torch.empty_like(hidden) if want_grads else None
-        grad_weight = torch.zeros_like(weight) if want_grads else None
-        grad_bias = torch.zeros_like(bias) if (want_grads and bias is not None) else None
-        step = _chunk_rows(weight.shape[0])
+        grad_weight: torch.Tensor | None = None
+        grad_bias: torch.Tensor | None = None
+        step = _chunk_rows(hidden.shape[0], weight.shape[0])
         for start in range(0, hidden.shape[0], step):
             end = start + step
             h = hidden[start:end]  # (c, d)
@@ -56,30 +63,35 @@ class _LinearCrossEntropy(torch.autograd.Function):
             keep = valid[start:end].to(log_probs.dtype)  # (c,): 0 for ignored targets
             picked = log_probs.gather(1, safe_targets[start:end]).squeeze(1)  # (c,)
             total -= (picked * keep).sum()
-            if grad_hidden is None or grad_weight is None:  # no gradient wanted: the loss only
+            if grad_hidden is None:  # no gradient wanted: the loss only
                 continue
-            # d(loss)/d(logits) = softmax - one_hot(target), zero on ignored rows; the rows
-            # are masked through h and the (c, d) results, not the (c, vocab) tensor.
+            # d(loss)/d(logits) = softmax - one_hot(target), per row times row_scale.
             grad_logits = log_probs.exp_().scatter_add_(1, safe_targets[start:end], -keep[:, None])
-            grad_logits = grad_logits.to(h.dtype)
-            grad_hidden[start:end] = (grad_logits @ weight) * keep[:, None].to(h.dtype)
-            grad_weight.addmm_(grad_logits.t(), h * keep[:, None].to(h.dtype))
-            if grad_bias is not None:
-                grad_bias += (grad_logits * keep[:, None].to(h.dtype)).sum(0).to(grad_bias.dtype)
-        count = valid.sum().clamp(min=1).to(torch.float32)  # every target ignored: loss 0, not nan
-        ctx.save_for_backward(grad_hidden, grad_weight, grad_bias, count)
-        return total / count
+            grad_logits = grad_logits.to(h.dtype)  # (c, vocab)
+            scale = row_scale[start:end, None]  # (c, 1)
+            grad_hidden[start:end] = (grad_logits @ weight) * scale
+            if grad_weight is None:  # the first chunk writes the gradient, later ones add to it
+                grad_weight = grad_logits.t() @ (h * scale)  # (vocab, d)
+            else:
+                grad_weight.addmm_(grad_logits.t(), h * scale)
+            if bias is not None:
+                chunk_bias = (grad_logits * scale).sum(0).to(bias.dtype)  # (vocab,)
+                grad_bias = chunk_bias if grad_bias is None else grad_bias + chunk_bias
+        ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
+        return total / count.to(torch.float32)
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        grad_hidden, grad_weight, grad_bias, count = ctx.saved_tensors
-        scale = grad_output / count
-
-        def scaled(grad: torch.Tensor | None, needed: bool) -> torch.Tensor | None:
-            return grad * scale.to(grad.dtype) if (needed and grad is not None) else None
-
+        grads = ctx.saved_tensors  # hidden, weight, bias: already d(mean loss)/d(input)
+        # loss.backward() sends exactly 1: skip a pass over the (vocab, d) gradient then.
+        # (Checked on CPU only; reading a GPU value would wait for the GPU.)
+        unit = grad_output.device.type == "cpu" and float(grad_output) == 1.0
         needs = ctx.needs_input_grad
-        return scaled(grad_hidden, needs[0]), scaled(grad_weight, needs[1]), scaled(grad_bias, needs[2]), None
+        out = [
+            None if (grad is None or not needed) else grad if unit else grad * grad_output.to(grad.dtype)
+            for grad, needed in zip(grads, needs[:3], strict=True)
+        ]
+        return out[0], out[1], out[2], None
 
 
 def linear_cross_entropy(
