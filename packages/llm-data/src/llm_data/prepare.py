@@ -188,16 +188,23 @@ def prepare_corpus(
                     yield doc, chunk
 
         def finish_document(spill_path: Path, n_tokens: int) -> None:
+            # Read the spilled ids back in blocks (not a memmap: mapped pages would count
+            # toward this process's RSS, the whole document of them on a large file).
             n_val = round(n_tokens * val_fraction)
-            ids = np.memmap(spill_path, dtype=np.uint32, mode="r") if n_tokens else np.zeros(0, np.uint32)
-            for split, part in (("train", ids[: n_tokens - n_val]), ("val", ids[n_tokens - n_val :])):
-                if not len(part):
-                    continue
-                if eot is not None and writers[split].total:
-                    writers[split].write(np.array([eot]))
-                for start in range(0, len(part), 1 << 22):
-                    writers[split].write(np.asarray(part[start : start + (1 << 22)]))
-            del ids
+            block = 1 << 22  # tokens: 16 MiB
+            with spill_path.open("rb") as spilled:
+                for split, start, end in (
+                    ("train", 0, n_tokens - n_val),
+                    ("val", n_tokens - n_val, n_tokens),
+                ):
+                    if end <= start:
+                        continue
+                    if eot is not None and writers[split].total:
+                        writers[split].write(np.array([eot]))
+                    spilled.seek(start * 4)
+                    for at in range(start, end, block):
+                        count = min(block, end - at)
+                        writers[split].write(np.frombuffer(spilled.read(count * 4), dtype="<u4"))
 
         if workers == 1:
             executor: Executor = _InlineExecutor()
