@@ -37,28 +37,13 @@ IMPLS = ("scratchlm-sdpa", "scratchlm-logits", "hf")
 
 def profile(impl: str, spec: str, batch: int, steps: int) -> dict[str, Any]:
     """One implementation's steps under the profiler: seconds per op group, top other ops."""
-    import torch
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
     sys.path.insert(0, str(HERE))
-    from run import _build, _shape
+    from run import training_setup
 
-    shape = _shape(spec)
-    model = _build(impl, shape)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-    x = torch.randint(0, shape["vocab_size"], (batch, shape["context_length"]))
-    y = torch.randint(0, shape["vocab_size"], (batch, shape["context_length"]))
-
-    def step() -> None:
-        if impl.startswith("scratchlm") and impl != "scratchlm-logits":
-            loss = model(x, targets=y)
-        else:
-            loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+    _, step, _ = training_setup(impl, spec, batch)
     step()  # warm-up
     start = time.perf_counter()
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,26 +97,24 @@ def _build(impl: str, shape: dict[str, int]) -> Any:
     raise ValueError(impl)
 
 
-def worker_train(impl: str, spec: str, batch: int, steps: int) -> dict[str, Any]:
-    """A bare hand-written loop: forward, cross-entropy, backward, AdamW (fused, for every implementation).
+def training_setup(impl: str, spec: str, batch: int) -> tuple[Any, Callable[[], None], int]:
+    """A model of ``impl`` and ``spec``, fused AdamW and one random batch: ``(model, step, tokens)``.
 
-    scratchlm rows compute the loss as its Trainer does, ``model(x, targets=y)`` (the
-    head and cross-entropy chunk by chunk); ``scratchlm-logits`` is the same model
-    through its full logits and ``cross_entropy``, the way the other rows run.
+    ``step()`` runs forward, loss, backward and the optimizer once. scratchlm rows
+    compute the loss as its Trainer does, ``model(x, targets=y)`` (the head and
+    cross-entropy chunk by chunk); ``scratchlm-logits`` is the same model through
+    its full logits and ``cross_entropy``, the way the other rows run.
     """
     import torch
 
-    if impl.startswith("scratchlm-trainer"):
-        return worker_trainer(spec, batch, steps, compile_model=impl.endswith("compile"))
     shape = _shape(spec)
     model = _build(impl, shape)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     x = torch.randint(0, shape["vocab_size"], (batch, shape["context_length"]))
     y = torch.randint(0, shape["vocab_size"], (batch, shape["context_length"]))
     chunked_loss = impl.startswith("scratchlm") and impl != "scratchlm-logits"
-    times = []
-    for step in range(steps + 2):  # two warm-up steps (compilation, allocator)
-        start = time.perf_counter()
+
+    def step() -> None:
         if chunked_loss:
             loss = model(x, targets=y)
         else:
@@ -123,13 +122,25 @@ def worker_train(impl: str, spec: str, batch: int, steps: int) -> dict[str, Any]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if step >= 2:
+
+    return model, step, x.numel()
+
+
+def worker_train(impl: str, spec: str, batch: int, steps: int) -> dict[str, Any]:
+    """A bare hand-written loop (:func:`training_setup`), fused AdamW for every implementation."""
+    if impl.startswith("scratchlm-trainer"):
+        return worker_trainer(spec, batch, steps, compile_model=impl.endswith("compile"))
+    model, step, tokens = training_setup(impl, spec, batch)
+    times = []
+    for i in range(steps + 2):  # two warm-up steps (compilation, allocator)
+        start = time.perf_counter()
+        step()
+        if i >= 2:
             times.append(time.perf_counter() - start)
-    params = sum(p.numel() for p in model.parameters())
     return {
-        "tokens_per_s": x.numel() / statistics.median(times),
+        "tokens_per_s": tokens / statistics.median(times),
         "peak_rss_mb": _peak_rss_mb(),
-        "params": params,
+        "params": sum(p.numel() for p in model.parameters()),
     }
 
 
