@@ -420,39 +420,41 @@ def main() -> int:
         print(f"{key}: {result}", flush=True)
         raw_path.write_text(json.dumps(raw, indent=1))  # nothing measured is lost if the run stops
 
+    train = p["train"] if "train" in sections else []
+    generation = p["generate"] if "generate" in sections else []
+    data = "data" in sections
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "corpus.txt"
-        make_corpus(corpus, p["prepare_mb"])
-        bpe_corpus = Path(tmp) / "bpe.txt"
-        bpe_corpus.write_text(corpus.read_text(encoding="utf-8")[: p["bpe_mb"] * 1_000_000], encoding="utf-8")
+        corpus, bpe_corpus = Path(tmp) / "corpus.txt", Path(tmp) / "bpe.txt"
+        if data:
+            make_corpus(corpus, p["prepare_mb"])
+            text = corpus.read_text(encoding="utf-8")[: p["bpe_mb"] * 1_000_000]
+            bpe_corpus.write_text(text, encoding="utf-8")
         for _ in range(p["reps"]):  # interleave: every implementation once per repetition
             record("matmul", run_worker("matmul", n=p["matmul"]))
             record("bandwidth", run_worker("bandwidth", megabytes=1024))
-            for spec, batch, steps in p["train"] if "train" in sections else []:
+            for spec, batch, steps in train:
                 for impl in p["train_impls"]:
                     record(
                         f"train|{spec}|b{batch}|{impl}",
                         run_worker("train", impl=impl, spec=spec, batch=batch, steps=steps),
                     )
-            for spec, batch, new in p["generate"] if "generate" in sections else []:
+            for spec, batch, new in generation:
                 for impl in ("cache", "nocache", "hf"):
                     record(
                         f"generate|{spec}|b{batch}|{impl}",
                         run_worker("generate", impl=impl, spec=spec, batch=batch, new_tokens=new),
                     )
-            for impl in ("scratchlm", "tokenizers") if "data" in sections else ():
+            if not data:
+                continue
+            for impl in ("scratchlm", "tokenizers"):
                 record(f"bpe|{impl}", run_worker("bpe", impl=impl, corpus=str(bpe_corpus), vocab_size=4096))
-            for impl, workers in (
-                (("tiktoken", 1), ("scratchlm", 1), ("scratchlm", 2)) if "data" in sections else ()
-            ):
+            for impl, workers in (("tiktoken", 1), ("scratchlm", 1), ("scratchlm", 2)):
                 record(
                     f"prepare|{impl}|w{workers}",
                     run_worker("prepare", impl=impl, corpus=str(corpus), workers=workers),
                 )
 
-        if (
-            p["prepare_rss_mb"] and "data" in sections
-        ):  # one run on the big corpus: the memory target, not a speed ratio
+        if data and p["prepare_rss_mb"]:  # one run on the big corpus: the memory target, not a speed ratio
             big = Path(tmp) / "big.txt"
             make_corpus(big, p["prepare_rss_mb"])
             record(

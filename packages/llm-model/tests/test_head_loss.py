@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import llm_model.head_loss as head_loss
-from llm_model import GPTModel, accepts_targets, build_model, linear_cross_entropy
+from llm_model import GPTModel, accepts_targets, build_model, linear_cross_entropy, masked_cross_entropy
 
 
 def _reference(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, bias: Any = None) -> Any:
@@ -82,6 +82,15 @@ def test_without_gradients_only_the_loss_is_computed(small_chunks: None) -> None
         loss = linear_cross_entropy(hidden, weight, targets)
     torch.testing.assert_close(loss, _reference(hidden, weight, targets))
     assert not loss.requires_grad
+
+
+def test_masked_cross_entropy_is_the_mean_over_kept_targets_and_0_when_none() -> None:
+    torch.manual_seed(2)
+    logits, targets = torch.randn(2, 5, 11), torch.randint(0, 11, (2, 5))
+    targets[0, :2] = -100
+    expected = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+    torch.testing.assert_close(masked_cross_entropy(logits, targets), expected)
+    assert masked_cross_entropy(logits, torch.full((2, 5), -100)).item() == 0.0
 
 
 def test_mismatched_shapes_are_one_clear_error() -> None:

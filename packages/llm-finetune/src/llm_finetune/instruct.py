@@ -21,7 +21,7 @@ from torch import nn
 
 from llm_core.errors import ConfigError, DataError
 from llm_finetune.templates import PromptTemplate, get_template
-from llm_model import accepts_targets, model_config
+from llm_model import IGNORE_INDEX, accepts_targets, masked_cross_entropy, model_config
 
 __all__ = [
     "IGNORE_INDEX",
@@ -35,7 +35,6 @@ __all__ = [
     "read_responses",
 ]
 
-IGNORE_INDEX = -100
 RESPONSES_FILE = "instruction-data-with-response.json"
 Batch = tuple[torch.Tensor, ...]
 
@@ -107,11 +106,7 @@ def masked_next_token_loss(model: nn.Module, inputs: torch.Tensor, targets: torc
     inputs, targets = inputs.to(device), targets.to(device)
     if accepts_targets(model):  # chunked head + loss, the same mean (0 when all are masked)
         return model(inputs, targets=targets)  # scalar
-    logits = model(inputs)  # (b, t, vocab)
-    total = nn.functional.cross_entropy(
-        logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
-    )
-    return total / (targets != IGNORE_INDEX).sum().clamp(min=1)
+    return masked_cross_entropy(model(inputs), targets)  # logits (b, t, vocab) -> scalar
 
 
 @dataclass

@@ -51,6 +51,7 @@ _EXPORTS = {
     "linear_cross_entropy": "head_loss",
     "load_pretrained": "checkpoint",
     "load_weights_into": "checkpoint",
+    "masked_cross_entropy": "head_loss",
     "model_config": "gpt",
     "model_info": "gpt",
     "read_checkpoint_config": "checkpoint",

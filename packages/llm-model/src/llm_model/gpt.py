@@ -13,7 +13,7 @@ from llm_core.config_io import config_from_dict
 from llm_core.errors import ConfigError
 from llm_model.blocks import LayerNorm, TransformerBlock
 from llm_model.config import GPTConfig
-from llm_model.head_loss import IGNORE_INDEX, linear_cross_entropy
+from llm_model.head_loss import linear_cross_entropy, masked_cross_entropy
 
 __all__ = ["GPTModel", "accepts_targets", "build_model", "count_parameters", "model_info"]
 
@@ -44,11 +44,7 @@ class CausalLMMixin:
         # the plain path keeps autocast's matmul dtype.
         plain_linear = type(self.out_head) is nn.Linear
         if not plain_linear or (torch.is_autocast_enabled(x.device.type) and x.requires_grad):
-            logits = self.out_head(x).float()  # (b, t, vocab_size)
-            total = nn.functional.cross_entropy(
-                logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
-            )
-            return total / (targets != IGNORE_INDEX).sum().clamp(min=1)
+            return masked_cross_entropy(self.out_head(x), targets)  # scalar
         return linear_cross_entropy(x, self.out_head.weight, targets, self.out_head.bias)  # scalar
 
     def new_cache(
@@ -171,7 +167,9 @@ def accepts_targets(model: nn.Module) -> bool:
     """
     inner: Any = model
     while True:
-        unwrapped = getattr(inner, "_orig_mod", None) or getattr(inner, "module", None)
+        unwrapped = getattr(inner, "_orig_mod", None)  # torch.compile
+        if not isinstance(unwrapped, nn.Module):
+            unwrapped = getattr(inner, "module", None)  # DistributedDataParallel
         if not isinstance(unwrapped, nn.Module):
             return bool(getattr(inner, "accepts_targets", False))
         inner = unwrapped

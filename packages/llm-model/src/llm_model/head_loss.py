@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["IGNORE_INDEX", "linear_cross_entropy"]
+__all__ = ["IGNORE_INDEX", "linear_cross_entropy", "masked_cross_entropy"]
 
 IGNORE_INDEX = -100
 CHUNK_ELEMENTS = 1 << 23  # logits per chunk: 32 MiB of fp32, ~166 tokens of a 50,257 vocabulary
@@ -118,3 +118,15 @@ def linear_cross_entropy(
         )
     flat_hidden = hidden.reshape(-1, hidden.shape[-1])  # (n, d)
     return _LinearCrossEntropy.apply(flat_hidden, weight, bias, targets.reshape(-1))
+
+
+def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of full ``logits`` ``(..., vocab)`` over the targets that are not ``-100``.
+
+    In fp32, and 0 when every target is ignored: the reference of
+    :func:`linear_cross_entropy`, for heads it cannot read.
+    """
+    total = torch.nn.functional.cross_entropy(
+        logits.float().flatten(0, -2), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
+    return total / (targets != IGNORE_INDEX).sum().clamp(min=1)
