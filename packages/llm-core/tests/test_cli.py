@@ -12,6 +12,7 @@ import pytest
 
 from llm_core import __version__, reset_manager
 from llm_core.cli import EXIT_ERROR, main
+from llm_core.providers import is_installed
 
 
 @pytest.fixture(autouse=True)
@@ -114,3 +115,39 @@ def test_core_does_not_import_torch() -> None:
         timeout=60,
     )
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_a_known_command_of_a_missing_package_names_the_package(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llm_core import providers
+
+    monkeypatch.setitem(providers.COMMAND_PACKAGES, "frobnicate", "llm-frob")
+    assert main(["frobnicate", "x"]) == EXIT_ERROR
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "`scratchlm frobnicate` comes from llm-frob, which is not installed: pip install llm-frob" in err
+
+
+def test_a_known_command_whose_package_is_installed_but_broken_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llm_core import providers
+
+    monkeypatch.setitem(providers.COMMAND_PACKAGES, "frobnicate", "llm-core")
+    assert main(["frobnicate"]) == EXIT_ERROR
+    assert "installed but did not register it; run `scratchlm plugins`" in capsys.readouterr().err
+
+
+def test_an_unknown_command_keeps_clicks_message(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["no-such-thing"]) == EXIT_ERROR
+    assert "No such command 'no-such-thing'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(
+    is_installed("llm-data"),
+    reason="llm-data is installed here: the hint is for environments without it",
+)
+def test_tokenize_without_llm_data_names_llm_data(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tokenize", "hello"]) == EXIT_ERROR
+    assert "pip install llm-data" in capsys.readouterr().err

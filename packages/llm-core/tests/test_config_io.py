@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llm_core import ConfigError
+from llm_core import CheckpointError, ConfigError
 from llm_core.config_io import (
+    check_keys,
     config_from_dict,
     config_to_dict,
     load_config_file,
@@ -143,3 +144,26 @@ def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
     write_json_atomic(tmp_path / "a" / "s.json", {"step": 2})
     assert json.loads((tmp_path / "a" / "s.json").read_text()) == {"step": 2}
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["s.json"]
+
+
+def test_check_keys_accepts_exact_and_optional_keys() -> None:
+    check_keys({"a": 1, "b": 2}, required={"a"}, optional={"b", "c"}, source="f.json")
+
+
+def test_check_keys_names_a_misspelled_key_and_what_it_should_be() -> None:
+    with pytest.raises(CheckpointError) as info:
+        check_keys(
+            {"fmrmat_version": 2, "step": 1},
+            required={"format_version", "step"},
+            source="trainer_state.json",
+            error=CheckpointError,
+        )
+    message = str(info.value)
+    assert message.startswith("trainer_state.json: ")
+    assert "unknown key 'fmrmat_version' (did you mean 'format_version'?)" in message
+    assert "missing key 'format_version'" in message
+
+
+def test_check_keys_lists_every_unknown_key() -> None:
+    with pytest.raises(ConfigError, match=r"unknown key 'x'.*unknown key 'y'.*expected keys: a"):
+        check_keys({"a": 1, "x": 1, "y": 2}, required={"a"}, source="c")

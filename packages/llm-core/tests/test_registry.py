@@ -99,8 +99,8 @@ def test_every_kind_has_a_documented_hook() -> None:
     assert hookspecs.register_commands.__doc__
 
 
-def test_load_tokenizer_by_name_and_by_file(register_plugin: Any, tmp_path: Any) -> None:
-    from llm_core import DataError, load_tokenizer
+def test_load_tokenizer_by_name_and_by_file(register_plugin: Any, tmp_path: Any, monkeypatch: Any) -> None:
+    from llm_core import DataError, load_tokenizer, providers
 
     class Saved:
         def __init__(self, path: str | None = None) -> None:
@@ -119,6 +119,11 @@ def test_load_tokenizer_by_name_and_by_file(register_plugin: Any, tmp_path: Any)
     saved.write_text('{"format": "other"}')
     with pytest.raises(PluginError, match="no registered tokenizer reads format 'other'"):
         load_tokenizer(str(saved))
+    saved.write_text('{"format": "kit-v2"}')  # a known format whose package is not installed
+    with monkeypatch.context() as patch:
+        patch.setitem(providers.TOKENIZER_FORMAT_PACKAGES, "kit-v2", "llm-kit")
+        with pytest.raises(PluginError, match="tokenizer comes from llm-kit, which is not installed"):
+            load_tokenizer(str(saved))
     with pytest.raises(DataError, match="tokenizer file not found"):
         load_tokenizer(str(tmp_path / "missing.json"))
     saved.write_text("[1, 2]")

@@ -12,8 +12,9 @@ from typing import Any
 
 import typer
 
-from llm_core.errors import ScratchLMError
+from llm_core.errors import PluginError, ScratchLMError
 from llm_core.manager import get_manager
+from llm_core.providers import COMMAND_PACKAGES, install_hint
 
 __all__ = ["EXIT_ERROR", "build_app", "main"]
 
@@ -67,6 +68,17 @@ def _warn_plugin_problems(argv: list[str]) -> None:
         typer.secho(f"warning: {problem} (see `scratchlm plugins`)", err=True, fg="yellow")
 
 
+def _check_known_command(app: typer.Typer, args: list[str]) -> None:
+    """A built-in command whose package is missing: say which package to install."""
+    name = next((arg for arg in args if not arg.startswith("-")), None)
+    if name is None or name not in COMMAND_PACKAGES:
+        return  # no command, or an unknown one: click's own message lists the commands
+    group = typer.main.get_command(app)
+    if name not in getattr(group, "commands", {}):
+        hint = install_hint(f"`scratchlm {name}`", COMMAND_PACKAGES[name])
+        raise PluginError(f"no command '{name}' here: {hint}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -74,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app = build_app()
         _warn_plugin_problems(args)
+        _check_known_command(app, args)
         app(args=args, prog_name="scratchlm")  # standalone: usage errors print and exit 2
     except SystemExit as exc:
         code: Any = exc.code

@@ -7,6 +7,7 @@ the key, never another exception.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import os
@@ -14,11 +15,11 @@ import sys
 import tempfile
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from llm_core.errors import ConfigError
+from llm_core.errors import ConfigError, ScratchLMError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,6 +27,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 __all__ = [
+    "check_keys",
     "config_from_dict",
     "config_to_dict",
     "load_config_file",
@@ -57,6 +59,34 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a table/object at the top level, got {type(data).__name__}")
     return data
+
+
+def check_keys(
+    data: Mapping[str, Any],
+    *,
+    required: Iterable[str],
+    optional: Iterable[str] = (),
+    source: str,
+    error: type[ScratchLMError] = ConfigError,
+) -> None:
+    """Refuse a file read back whose keys are not exactly ``required`` plus some of ``optional``.
+
+    A misspelled key (``fmrmat_version``) is both unknown and leaves a required one
+    missing: the one ``error`` raised names every unknown key (with the closest
+    valid name), every missing key, and the keys that are valid.
+    """
+    required = set(required)
+    valid = required | set(optional)
+    unknown = sorted(str(key) for key in data if key not in valid)
+    missing = sorted(required - set(data))
+    if not unknown and not missing:
+        return
+    parts = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, sorted(valid), n=1)
+        parts.append(f"unknown key '{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    parts.extend(f"missing key '{key}'" for key in missing)
+    raise error(f"{source}: {'; '.join(parts)}; expected keys: {', '.join(sorted(valid))}")
 
 
 def _type_name(tp: Any) -> str:

@@ -20,6 +20,7 @@ import pluggy
 
 from llm_core import hookspecs
 from llm_core.errors import DataError, PluginError
+from llm_core.providers import TOKENIZER_FORMAT_PACKAGES, install_hint
 from llm_core.registry import KINDS, Entry, Registry
 
 __all__ = [
@@ -266,4 +267,7 @@ def load_tokenizer(reference: str) -> Any:
         ) from None
     for entry in registry.find("file_format", file_format):
         return entry.obj(reference)
+    if file_format in TOKENIZER_FORMAT_PACKAGES:
+        hint = install_hint("its tokenizer", TOKENIZER_FORMAT_PACKAGES[file_format])
+        raise PluginError(f"{reference}: no registered tokenizer reads format {file_format!r}; {hint}")
     raise PluginError(f"{reference}: no registered tokenizer reads format {file_format!r}")
