@@ -8,7 +8,14 @@ installs torch pins ``torch==$SCRATCHLM_TORCH`` (default 2.13.0) under Python
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import time
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import nox
 
@@ -47,6 +54,78 @@ ALL_PACKAGES = [f"packages/{p}[test]" for p in PACKAGES]
 TEST_ENV = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
 
 
+ROOT = Path(__file__).resolve().parent
+#: pytest's JUnit XML of each session, read back for the closing summary (passed / skipped, and why).
+REPORTS = ROOT / ".nox" / "_reports"
+#: (session, status, seconds) of every session this nox process ran, in order.
+_RAN: list[tuple[str, str, float]] = []
+#: Skips outside pytest (examples without the book's data): (session, what, why).
+_SKIPS: list[tuple[str, str, str]] = []
+
+
+def timed(func: Callable[..., None]) -> Callable[..., None]:
+    """Record how long a session ran and how it ended, for the summary printed at exit."""
+
+    @functools.wraps(func)
+    def wrapper(session: nox.Session, *args: Any, **kwargs: Any) -> None:
+        start = time.perf_counter()
+        status = "failed"
+        try:
+            func(session, *args, **kwargs)
+            status = "passed"
+        except BaseException as exc:
+            if type(exc).__name__ == "_SessionSkip":
+                status = "skipped"
+            raise
+        finally:
+            _RAN.append((session.name, status, time.perf_counter() - start))
+
+    return wrapper
+
+
+def run_pytest(session: nox.Session, *args: str, env: dict[str, str] | None = None) -> None:
+    """pytest with skip reasons shown (-rs) and a JUnit report kept for the closing summary."""
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    report = REPORTS / f"{session.name.replace('/', '_')}.xml"
+    report.unlink(missing_ok=True)
+    session.run("pytest", "-rs", f"--junitxml={report}", *args, env=env or TEST_ENV)
+
+
+def _junit_counts(session_name: str) -> tuple[int, int, list[str]]:
+    """(passed, skipped, skip reasons) from a session's JUnit report; zeros if it has none."""
+    report = REPORTS / f"{session_name.replace('/', '_')}.xml"
+    if not report.is_file():
+        return 0, 0, []
+    passed = skipped = 0
+    reasons = []
+    for case in ElementTree.parse(report).getroot().iter("testcase"):
+        skip = case.find("skipped")
+        if skip is not None:
+            skipped += 1
+            reasons.append(f"{case.get('classname')}::{case.get('name')}: {skip.get('message', '')}")
+        elif case.find("failure") is None and case.find("error") is None:
+            passed += 1
+    return passed, skipped, reasons
+
+
+@atexit.register
+def _print_summary() -> None:
+    """After the last session: each session's time and test counts, then every skip and its reason."""
+    if not _RAN:
+        return
+    lines = ["", "session summary (wall time, tests passed/skipped):"]
+    skip_lines = []
+    for name, status, seconds in _RAN:
+        passed, skipped, reasons = _junit_counts(name)
+        counts = f"{passed} passed, {skipped} skipped" if passed or skipped else ""
+        lines.append(f"  {name:<28} {status:<8} {seconds:7.0f} s  {counts}")
+        skip_lines += [f"  {name}: {reason}" for reason in reasons]
+    skip_lines += [f"  {name}: {what}: {why}" for name, what, why in _SKIPS]
+    lines.append(f"  {'total':<28} {'':<8} {sum(s for _, _, s in _RAN):7.0f} s")
+    lines.append(f"skipped: {len(skip_lines)}" + (" (listed below)" if skip_lines else ""))
+    print("\n".join(lines + skip_lines), flush=True)
+
+
 def install_torch(session: nox.Session, version: str = TORCH) -> None:
     """Install torch first, pinned, so no later requirement can pull another build."""
     if version == "newest":
@@ -62,24 +141,27 @@ def install_all(session: nox.Session, torch: str = TORCH) -> None:
 
 @nox.session(python=PYTHON, tags=["ci"])
 @nox.parametrize("package", PACKAGES, ids=PACKAGES)
+@timed
 def tests(session: nox.Session, package: str) -> None:
     """Install ONE package (with its test extra) and run its tests: it works alone."""
     if package != "llm-core":
         install_torch(session)
     extras = TEST_EXTRAS.get(package, "test")
     session.install(f"packages/{package}[{extras}]", *TEST_FIXTURES.get(package, []))
-    session.run("pytest", f"packages/{package}/tests", *session.posargs, env=TEST_ENV)
+    run_pytest(session, f"packages/{package}/tests", *session.posargs)
 
 
 @nox.session(python=PYTHON, tags=["ci"])
+@timed
 def integration(session: nox.Session) -> None:
     """All packages together: the cross-package tests in tests/."""
     install_all(session)
-    session.run("pytest", "tests", *session.posargs, env=TEST_ENV)
+    run_pytest(session, "tests", *session.posargs)
 
 
 @nox.session(python=MATRIX_PYTHONS)
 @nox.parametrize("torch", MATRIX_TORCH, ids=MATRIX_TORCH)
+@timed
 def matrix(session: nox.Session, torch: str) -> None:
     """Every package's tests on Python 3.10-3.13 x torch (oldest, 2.13.0, newest). Needs a network."""
     if session.python == "3.13" and torch == TORCH_OLDEST:
@@ -89,6 +171,7 @@ def matrix(session: nox.Session, torch: str) -> None:
 
 
 @nox.session(python=PYTHON, tags=["ci"])
+@timed
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check over the whole repository."""
     session.install("ruff>=0.6")
@@ -97,6 +180,7 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON, tags=["ci"])
+@timed
 def typecheck(session: nox.Session) -> None:
     """mypy: strict for llm-core, the project defaults for the others."""
     install_all(session)
@@ -107,6 +191,7 @@ def typecheck(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+@timed
 def demo(session: nox.Session) -> None:
     """Install everything and run `scratchlm demo` (pass options after --)."""
     install_torch(session)
@@ -115,39 +200,68 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON, tags=["ci"])
+@timed
 def plugins(session: nox.Session) -> None:
     """The example plugin packages: install each, run its tests and the conformance suite."""
     install_torch(session)
     session.run("bash", "examples/plugins/test_all.sh", f"{session.bin}/python", external=True, env=TEST_ENV)
 
 
-#: The book-path examples with tiny settings: (script, arguments).
+#: The book-path examples with tiny settings: (script, arguments, the book's data files it reads).
 EXAMPLES = [
-    ("examples/ch02_tokenize.py", ["--vocab-size", "400"]),
-    ("examples/ch02_windows_embeddings.py", []),
-    ("examples/ch03_attention.py", []),
-    ("examples/ch04_gpt_model.py", []),
-    ("examples/ch05_pretrain.py", ["--steps", "20"]),
-    ("examples/ch05_load_gpt2.py", []),
-    ("examples/ch06_classify_spam.py", ["--base", "tiny", "--max-steps", "20"]),
-    ("examples/ch07_instruct.py", ["--max-steps", "5", "--test-limit", "2", "--max-new-tokens", "16"]),
-    ("examples/ch07_evaluate.py", []),
-    ("examples/ch07_serve.py", []),
+    ("examples/ch02_tokenize.py", ["--vocab-size", "400"], []),
+    ("examples/ch02_windows_embeddings.py", [], []),
+    ("examples/ch03_attention.py", [], []),
+    ("examples/ch04_gpt_model.py", [], []),
+    ("examples/ch05_pretrain.py", ["--steps", "20"], []),
+    ("examples/ch05_load_gpt2.py", [], []),
+    ("examples/ch06_classify_spam.py", ["--base", "tiny", "--max-steps", "20"], ["SMSSpamCollection"]),
+    (
+        "examples/ch07_instruct.py",
+        ["--max-steps", "5", "--test-limit", "2", "--max-new-tokens", "16"],
+        ["instruction-data.json"],
+    ),
+    ("examples/ch07_evaluate.py", [], ["the-verdict.txt"]),
+    ("examples/ch07_serve.py", [], []),
 ]
 
 
+def book_data() -> Path | None:
+    """The book's data folder: $SCRATCHLM_TEST_DATA, else ../shared/data beside the repository."""
+    given = os.environ.get("SCRATCHLM_TEST_DATA")
+    found = Path(given) if given else ROOT.parent / "shared" / "data"
+    return found if found.is_dir() else None
+
+
 @nox.session(python=PYTHON, tags=["ci"])
+@timed
 def examples(session: nox.Session) -> None:
     """Smoke-run every example script of the guided path with tiny settings.
 
     The chapter 6-7 scripts read the book's data from $SCRATCHLM_TEST_DATA, else ../shared/data.
+    Without it (tests never download) they are skipped with a line saying what they need;
+    with SCRATCHLM_REQUIRE_TEST_DATA=1 (as .ci/run sets) a missing file fails the session.
     """
     install_all(session)
-    for script, arguments in EXAMPLES:
-        session.run("python", script, *arguments, *session.posargs, env=TEST_ENV)
+    data = book_data()
+    for script, arguments, needs in EXAMPLES:
+        missing = [name for name in needs if data is None or not (data / name).is_file()]
+        if missing:
+            why = (
+                f"needs the book's {', '.join(missing)}; set SCRATCHLM_TEST_DATA to a folder holding it "
+                "(`python -m llm_data.fetchers` downloads the book's files: see docs/walkthrough.md)"
+            )
+            if os.environ.get("SCRATCHLM_REQUIRE_TEST_DATA") == "1":
+                session.error(f"{script} {why}")
+            session.log(f"skipped {script}: {why}")
+            _SKIPS.append((session.name, script, why))
+            continue
+        env = {**TEST_ENV, **({"SCRATCHLM_TEST_DATA": str(data)} if data else {})}
+        session.run("python", script, *arguments, *session.posargs, env=env)
 
 
 @nox.session(python=PYTHON)
+@timed
 def docs(session: nox.Session) -> None:
     """Build the documentation site with mkdocs --strict (CLI and config references generated first)."""
     install_all(session)
@@ -157,6 +271,7 @@ def docs(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+@timed
 def bench(session: nox.Session) -> None:
     """Side-by-side benchmarks against Hugging Face transformers (`-- --quick` for 5 minutes)."""
     install_all(session)
@@ -176,16 +291,18 @@ def install_reliability(session: nox.Session, *extra: str) -> None:
 
 
 @nox.session(python=PYTHON, tags=["ci"])
+@timed
 def reliability(session: nox.Session) -> None:
     """tests/reliability: SIGKILLs, full disks, corrupt files, hypothesis, fuzz replay, server faults."""
     install_reliability(session)
     env = {**TEST_ENV, "SCRATCHLM_RELIABILITY": "1"}
-    session.run("pytest", "tests/reliability", *session.posargs, env=env)
+    run_pytest(session, "tests/reliability", *session.posargs, env=env)
 
 
 @nox.session(python=PYTHON)
+@timed
 def reliability_nightly(session: nox.Session) -> None:
     """tests/reliability, long: 20 SIGKILLs, 1000 examples per property, 60 s of atheris per fuzz target."""
     install_reliability(session, "atheris>=2.3")
     env = {**TEST_ENV, "SCRATCHLM_RELIABILITY": "1", "SCRATCHLM_NIGHTLY": "1"}
-    session.run("pytest", "tests/reliability", *session.posargs, env=env)
+    run_pytest(session, "tests/reliability", *session.posargs, env=env)
