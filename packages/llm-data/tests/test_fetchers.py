@@ -94,3 +94,47 @@ def test_cache_dir_from_environment(monkeypatch, tmp_path) -> None:
 def test_a_source_filename_cannot_leave_the_cache_directory(filename) -> None:
     with pytest.raises(ConfigError, match="expected a plain file name"):
         Source(filename, "http://127.0.0.1:9/x", SHA)
+
+
+def test_a_mirror_folder_replaces_the_network(monkeypatch, tmp_path) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "inner.txt").write_bytes(PAYLOAD)  # a zip source's member, already extracted
+    monkeypatch.setenv("SCRATCHLM_DATA_MIRROR", str(mirror))
+    source = Source("inner.txt", "http://127.0.0.1:9/unreachable.zip", SHA, member="inner.txt")
+    path = fetch(source, directory=tmp_path / "out")
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_a_mirror_copy_with_the_wrong_sha256_names_the_copy(monkeypatch, tmp_path) -> None:
+    (tmp_path / "f.txt").write_bytes(b"not it")
+    monkeypatch.setenv("SCRATCHLM_DATA_MIRROR", str(tmp_path))
+    with pytest.raises(DataError, match=r"f\.txt: sha256 .* does not match"):
+        fetch(Source("f.txt", "http://127.0.0.1:9/f.txt", SHA), directory=tmp_path / "out")
+    assert not (tmp_path / "out" / "f.txt").exists()
+
+
+def test_a_mirror_without_the_file_is_one_clear_error(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("SCRATCHLM_DATA_MIRROR", str(tmp_path))
+    with pytest.raises(DataError, match="SCRATCHLM_DATA_MIRROR must name a folder holding the files"):
+        fetch(Source("f.txt", "http://127.0.0.1:9/f.txt", SHA), directory=tmp_path / "out")
+
+
+def test_download_command_fetches_the_books_files_from_a_mirror(monkeypatch, tmp_path) -> None:
+    from llm_core.cli import main
+    from llm_data.fetchers import SOURCES
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    payloads = {}
+    for name, source in SOURCES.items():
+        payloads[name] = f"a stand-in for {source.filename}\n".encode()
+        (mirror / source.filename).write_bytes(payloads[name])
+        monkeypatch.setitem(
+            SOURCES, name, Source(source.filename, source.url, hashlib.sha256(payloads[name]).hexdigest())
+        )
+    monkeypatch.setenv("SCRATCHLM_DATA_MIRROR", str(mirror))
+    assert main(["download", "--out", str(tmp_path / "data")]) == 0
+    for name, source in SOURCES.items():
+        assert (tmp_path / "data" / source.filename).read_bytes() == payloads[name]
+    assert main(["download", "nope", "--out", str(tmp_path / "data")]) == 2

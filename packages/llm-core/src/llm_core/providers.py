@@ -15,6 +15,7 @@ __all__ = ["COMMAND_PACKAGES", "TOKENIZER_FORMAT_PACKAGES", "install_hint", "is_
 COMMAND_PACKAGES: dict[str, str] = {
     "tokenize": "llm-data",
     "prepare": "llm-data",
+    "download": "llm-data",
     "model-info": "llm-model",
     "generate": "llm-model",
     "import-hf": "llm-model",

@@ -1,4 +1,4 @@
-"""The ``scratchlm tokenize`` and ``scratchlm prepare`` commands."""
+"""The ``scratchlm tokenize``, ``scratchlm prepare`` and ``scratchlm download`` commands."""
 
 from __future__ import annotations
 
@@ -26,7 +26,34 @@ def parse_ids(text: str) -> list[int]:
 
 
 def add_commands(cli: typer.Typer) -> None:
-    """Add ``tokenize`` and ``prepare`` to the root app."""
+    """Add ``tokenize``, ``prepare`` and ``download`` to the root app."""
+
+    @cli.command("download")
+    def download_command(
+        names: Annotated[
+            list[str] | None,
+            typer.Argument(help="Data sets to fetch: the-verdict, sms-spam, instructions [default: all]."),
+        ] = None,
+        out: Annotated[
+            Path | None, typer.Option("--out", "-o", help="Folder to put them in [default: the cache].")
+        ] = None,
+        as_json: bool = typer.Option(False, "--json", help="Print a JSON object {name: path}."),
+    ) -> None:
+        """Download the book's data files once, verified by sha256 (the-verdict.txt, SMSSpamCollection,
+        instruction-data.json), and print the folder to pass as --data-dir.
+
+        Files already there with the right sha256 are kept. Offline, set $SCRATCHLM_DATA_MIRROR to a
+        folder of local copies and they are copied from it (and checked the same way).
+        """
+        from llm_data.fetchers import fetch_all
+
+        paths = fetch_all(names, directory=out)
+        if as_json:
+            typer.echo(json.dumps({name: str(path) for name, path in paths.items()}))
+            return
+        for name, path in paths.items():
+            typer.echo(f"{name}: {path}")
+        typer.echo(f"data folder: {next(iter(paths.values())).parent}")
 
     @cli.command("tokenize")
     def tokenize_command(

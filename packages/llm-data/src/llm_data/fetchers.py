@@ -2,7 +2,10 @@
 
 :func:`fetch` downloads once into the cache through a temporary file (atomic rename),
 checks the size announced by the server and the sha256, and never leaves a bad file
-in the cache. Pass a local path (``root=`` on the datasets) to skip the network.
+in the cache. Pass a local path (``root=`` on the datasets) to skip the network, or set
+``$SCRATCHLM_DATA_MIRROR`` to a folder of local copies (the files under their
+``filename``, a zip's member already extracted): :func:`fetch` then reads them from
+there instead of the network, and checks the same sha256.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 
 from llm_core.errors import ConfigError, DataError
 
-__all__ = ["SOURCES", "Source", "cache_dir", "fetch", "local_or_fetch"]
+__all__ = ["SOURCES", "Source", "cache_dir", "fetch", "fetch_all", "local_or_fetch", "mirror_dir"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,23 @@ def cache_dir() -> Path:
     return Path(value).expanduser() if value else Path.home() / ".cache" / "scratchlm"
 
 
+def mirror_dir() -> Path | None:
+    """``$SCRATCHLM_DATA_MIRROR``: a folder of local copies that replaces the network, or None."""
+    value = os.environ.get("SCRATCHLM_DATA_MIRROR")
+    return Path(value).expanduser() if value else None
+
+
+def _from_mirror(mirror: Path, source: Source) -> bytes:
+    path = mirror / source.filename
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DataError(
+            f"{path}: cannot read the local copy of {source.filename} ({exc.strerror or exc}); "
+            "$SCRATCHLM_DATA_MIRROR must name a folder holding the files, or unset it to download"
+        ) from None
+
+
 def _download(url: str, timeout: float) -> bytes:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -89,8 +109,9 @@ def fetch(source: Source, *, directory: str | os.PathLike[str] | None = None, ti
     target = directory / source.filename
     if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == source.sha256:
         return target
-    data = _download(source.url, timeout)
-    if source.member is not None:
+    mirror = mirror_dir()
+    data = _from_mirror(mirror, source) if mirror is not None else _download(source.url, timeout)
+    if source.member is not None and mirror is None:
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 data = archive.read(source.member)
@@ -98,8 +119,9 @@ def fetch(source: Source, *, directory: str | os.PathLike[str] | None = None, ti
             raise DataError(f"{source.url}: expected a zip archive holding {source.member} ({exc})") from None
     found = hashlib.sha256(data).hexdigest()
     if found != source.sha256:
+        origin = str(mirror / source.filename) if mirror is not None else source.url
         raise DataError(
-            f"{source.url}: sha256 {found} does not match the expected {source.sha256}; the file changed "
+            f"{origin}: sha256 {found} does not match the expected {source.sha256}; the file changed "
             "or the download is corrupt; try again, or pass a verified local copy (root=...)"
         )
     directory.mkdir(parents=True, exist_ok=True)
@@ -126,3 +148,14 @@ def local_or_fetch(name: str, root: str | os.PathLike[str] | None) -> Path:
     if not path.is_file():
         raise DataError(f"{path}: not found; expected the {name} file {source.filename} in {root}")
     return path
+
+
+def fetch_all(
+    names: list[str] | None = None, *, directory: str | os.PathLike[str] | None = None
+) -> dict[str, Path]:
+    """Fetch the named sources (default: every one of :data:`SOURCES`) into ``directory``."""
+    names = names or list(SOURCES)
+    unknown = [name for name in names if name not in SOURCES]
+    if unknown:
+        raise DataError(f"unknown data set(s) {', '.join(unknown)}; known: {', '.join(SOURCES)}")
+    return {name: fetch(SOURCES[name], directory=directory) for name in names}
