@@ -89,9 +89,9 @@ def test_refuses_to_replace_a_directory_that_is_not_a_checkpoint(model: GPTModel
 
 
 def test_write_model_files_into_an_existing_directory(model: GPTModel, tmp_path: Path) -> None:
-    write_model_files(model, tmp_path, extra_config={"tokenizer": "char", "trained_steps": 10})
+    write_model_files(model, tmp_path, extra_config={"tokenizer": "char", "metadata": {"trained_steps": 10}})
     data = read_checkpoint_config(tmp_path)
-    assert data["trained_steps"] == 10 and data["tokenizer"] == "char"
+    assert data["metadata"] == {"trained_steps": 10} and data["tokenizer"] == "char"
     assert load_pretrained(tmp_path).config == model.config
     with pytest.raises(ConfigError, match="extra_config: key\\(s\\) emb_dim would overwrite"):
         write_model_files(model, tmp_path, extra_config={"emb_dim": 3})
@@ -123,7 +123,7 @@ def test_every_mismatched_tensor_is_reported_at_once(model: GPTModel, tmp_path: 
     tensors["extra.weight"] = torch.zeros(2)
     save_file(tensors, str(weights))
     with pytest.raises(CheckpointError) as info:
-        load_pretrained(tmp_path / "ckpt")
+        load_pretrained(tmp_path / "ckpt", verify=False)  # past the checksum, to the tensor check
     message = str(info.value)
     assert "5 problem(s)" in message
     assert "missing 2: trf_blocks.0.norm1.scale, final_norm.shift" in message
@@ -137,6 +137,8 @@ def test_a_non_safetensors_file_names_the_file(model: GPTModel, tmp_path: Path, 
     save_pretrained(model, tmp_path / "ckpt")
     (tmp_path / "ckpt" / "model.safetensors").write_bytes(content)
     with pytest.raises(CheckpointError, match=r"model\.safetensors: expected a safetensors file"):
+        load_pretrained(tmp_path / "ckpt", verify=False)
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: checksum mismatch"):
         load_pretrained(tmp_path / "ckpt")
 
 
@@ -145,7 +147,7 @@ def test_a_truncated_file_names_the_file(model: GPTModel, tmp_path: Path) -> Non
     weights = tmp_path / "ckpt" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-1000])
     with pytest.raises(CheckpointError, match=r"model\.safetensors: expected a safetensors file"):
-        load_pretrained(tmp_path / "ckpt")
+        load_pretrained(tmp_path / "ckpt", verify=False)
 
 
 def _edit_config(directory: Path, **changes: object) -> None:
@@ -173,6 +175,8 @@ def test_a_bad_hyperparameter_is_a_config_error(model: GPTModel, tmp_path: Path)
     save_pretrained(model, tmp_path / "ckpt")
     _edit_config(tmp_path / "ckpt", n_heads=5)
     with pytest.raises(ConfigError, match=r"config.json: n_heads=5 does not divide emb_dim=32"):
+        load_pretrained(tmp_path / "ckpt", verify=False)
+    with pytest.raises(CheckpointError, match=r"config.json: checksum mismatch: its contents changed"):
         load_pretrained(tmp_path / "ckpt")
 
 
@@ -188,8 +192,10 @@ def test_missing_files_and_bad_json(model: GPTModel, tmp_path: Path) -> None:
         load_pretrained(tmp_path)
     save_pretrained(model, tmp_path / "ckpt")
     (tmp_path / "ckpt" / "model.safetensors").unlink()
-    with pytest.raises(CheckpointError, match="expected the model weights, found no such file"):
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: expected the file whose sha256"):
         load_pretrained(tmp_path / "ckpt")
+    with pytest.raises(CheckpointError, match="expected the model weights, found no such file"):
+        load_pretrained(tmp_path / "ckpt", verify=False)
 
 
 def test_loading_never_unpickles(model: GPTModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -200,3 +206,76 @@ def test_loading_never_unpickles(model: GPTModel, tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(torch, "load", forbidden)
     load_pretrained(tmp_path / "ckpt")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_save_records_the_sha256_of_the_config_and_the_weights(model: GPTModel, tmp_path: Path) -> None:
+    directory = save_pretrained(model, tmp_path / "ckpt", tokenizer="gpt2")
+    recorded = json.loads((directory / "config.json").read_text())["sha256"]
+    assert set(recorded) == {"config.json", "model.safetensors"}
+    assert recorded["model.safetensors"] == _sha256(directory / "model.safetensors")
+
+
+def test_a_flipped_bit_in_the_tensor_data_is_a_checksum_error(
+    model: GPTModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llm_model import checksum_verification
+
+    directory = save_pretrained(model, tmp_path / "ckpt")
+    weights = directory / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0x01  # inside the last tensor's data: still a valid safetensors file
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"ckpt/model\.safetensors: checksum mismatch .*--no-verify"):
+        load_pretrained(directory)
+    assert load_pretrained(directory, verify=False).config == model.config  # the escape for huge files
+    with checksum_verification(False):
+        load_pretrained(directory)
+    monkeypatch.setenv("SCRATCHLM_NO_VERIFY", "1")
+    load_pretrained(directory)
+
+
+def test_a_checkpoint_without_checksums_still_loads(model: GPTModel, tmp_path: Path) -> None:
+    directory = save_pretrained(model, tmp_path / "ckpt")
+    path = directory / "config.json"
+    data = json.loads(path.read_text())
+    del data["sha256"]  # as saved before checksums existed
+    path.write_text(json.dumps(data))
+    assert torch.equal(load_pretrained(directory).tok_emb.weight, model.tok_emb.weight)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"drop_rbte": 0.0}, "unknown key 'drop_rbte' (did you mean 'drop_rate'?)"),
+        ({"dtype": None}, "missing key 'dtype'"),
+        ({"trained_steps": 3}, "unknown key 'trained_steps'"),
+    ],
+)
+def test_unknown_misspelled_or_missing_config_keys_are_named(
+    model: GPTModel, tmp_path: Path, change: dict, message: str
+) -> None:
+    directory = save_pretrained(model, tmp_path / "ckpt")
+    path = directory / "config.json"
+    data = json.loads(path.read_text())
+    for key, value in change.items():
+        if value is None:
+            del data[key]
+        else:
+            data[key] = value
+    path.write_text(json.dumps(data))
+    for verify in (True, False):
+        with pytest.raises(CheckpointError) as info:
+            load_pretrained(directory, verify=verify)
+        assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
+
+
+def test_unknown_extra_config_keys_are_refused_on_save(model: GPTModel, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"extra_config: unknown key\(s\) trained_steps; expected tok"):
+        save_pretrained(model, tmp_path / "ckpt", extra_config={"trained_steps": 3})
+    assert not (tmp_path / "ckpt").exists()

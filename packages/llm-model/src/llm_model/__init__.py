@@ -42,6 +42,7 @@ _EXPORTS = {
     "TransformerBlock": "blocks",
     "accepts_targets": "gpt",
     "build_model": "gpt",
+    "checksum_verification": "checkpoint",
     "count_parameters": "gpt",
     "export_hf": "hf",
     "generate": "generation",
@@ -58,6 +59,7 @@ _EXPORTS = {
     "save_pretrained": "checkpoint",
     "stream_tokens": "generation",
     "tied_parameter_aliases": "checkpoint",
+    "verify_checksums": "checkpoint",
     "write_model_files": "checkpoint",
 }
 

@@ -2,48 +2,72 @@
 
 ``config.json`` holds ``"architecture"`` (a registered name), every
 hyperparameter of the model's config dataclass, ``"format_version"``,
-``"dtype"`` and optionally ``"tokenizer"`` (a registered tokenizer name).
+``"dtype"`` and optionally ``"tokenizer"`` (a registered tokenizer name),
+``"finetune"`` (llm-finetune's record of what was finetuned) and ``"metadata"``
+(a free-form object for the caller's own notes). Any other key is refused, on
+save and on load, naming the key (a misspelled key never passes as valid).
 Weights are safetensors only (never pickles). Tied tensors (the output head
 sharing the token embedding) are stored once and re-tied by the model's
 constructor on load.
+
+:func:`save_pretrained` also records ``"sha256"``: ``{"config.json": digest of
+the config's canonical JSON (without this key), "<file>": digest of each other
+file it wrote (model.safetensors …)}``. Loading verifies every recorded digest
+(:class:`~llm_core.errors.CheckpointError` naming the file on a mismatch); pass
+``verify=False`` (``--no-verify`` on the commands), or set
+``SCRATCHLM_NO_VERIFY=1``, to skip reading huge files twice. Checkpoints
+without ``"sha256"`` (older ones, training checkpoints, whose
+``trainer_state.json`` holds their digests) load unverified.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from llm_core.config_io import config_from_dict, config_to_dict
+from llm_core.config_io import check_keys, config_from_dict, config_to_dict
 from llm_core.errors import CheckpointError, ConfigError, PluginError
 
 __all__ = [
     "CONFIG_FILE",
     "FORMAT_VERSION",
+    "METADATA_KEYS",
     "WEIGHTS_FILE",
     "architecture_of",
+    "checksum_verification",
     "load_pretrained",
     "load_weights_into",
     "read_checkpoint_config",
     "save_pretrained",
     "tied_parameter_aliases",
+    "verify_checksums",
     "write_model_files",
 ]
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+#: Keys of config.json a caller may add through ``extra_config`` (anything else is refused).
+METADATA_KEYS = ("tokenizer", "finetune", "metadata")
+#: Key of config.json holding the sha256 of the config and of each file save_pretrained wrote.
+CHECKSUM_KEY = "sha256"
 #: Keys of config.json that are not hyperparameters.
-RESERVED_KEYS = ("architecture", "format_version", "dtype", "tokenizer")
+RESERVED_KEYS = ("architecture", "format_version", "dtype", CHECKSUM_KEY, *METADATA_KEYS)
+#: Environment variable that turns checksum verification off by default (``1``).
+NO_VERIFY_ENV = "SCRATCHLM_NO_VERIFY"
+_verify_default: list[bool] = []
 
 
 def architecture_of(model: nn.Module) -> str:
@@ -111,6 +135,12 @@ def checkpoint_config(model: nn.Module, extra_config: Mapping[str, Any] | None =
         raise ConfigError(
             f"extra_config: key(s) {', '.join(clash)} would overwrite the model's own; use other names"
         )
+    unknown = sorted(set(extra_config or {}) - set(METADATA_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"extra_config: unknown key(s) {', '.join(unknown)}; expected {', '.join(METADATA_KEYS)} "
+            "(put your own notes in 'metadata', a JSON object)"
+        )
     data.update(
         {
             "architecture": architecture_of(model),
@@ -163,6 +193,32 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _config_digest(data: Mapping[str, Any]) -> str:
+    """sha256 of the config's canonical JSON, without its own ``sha256`` key."""
+    body = {k: v for k, v in data.items() if k != CHECKSUM_KEY}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _record_checksums(directory: Path) -> None:
+    """Add ``"sha256"`` to ``directory/config.json``: the config's own digest and every other file's."""
+    path = directory / CONFIG_FILE
+    data = json.loads(path.read_text(encoding="utf-8"))
+    digests = {CONFIG_FILE: _config_digest(data)}
+    for file in sorted(directory.iterdir()):
+        if file.is_file() and file.name != CONFIG_FILE:
+            digests[file.name] = _sha256_file(file)
+    data[CHECKSUM_KEY] = digests
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def save_pretrained(
     model: nn.Module,
     directory: str | os.PathLike[str],
@@ -177,6 +233,8 @@ def save_pretrained(
     and deleted only once the new one is in place, so at every moment either
     the old or the new complete checkpoint exists. ``tokenizer`` records a
     registered tokenizer name (the default of ``scratchlm generate``).
+    ``config.json`` records the sha256 of itself and of every file written,
+    verified by :func:`load_pretrained`.
     """
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
@@ -195,6 +253,7 @@ def save_pretrained(
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
     try:
         write_model_files(model, tmp, extra_config=extra)
+        _record_checksums(tmp)
         for name in (WEIGHTS_FILE, CONFIG_FILE):
             _fsync(tmp / name)
         _fsync(tmp)
@@ -212,8 +271,77 @@ def save_pretrained(
     return directory
 
 
-def read_checkpoint_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check ``config.json`` of a checkpoint directory (architecture, format version)."""
+def _verify_enabled(verify: bool | None) -> bool:
+    if verify is not None:
+        return verify
+    if _verify_default:
+        return _verify_default[-1]
+    return os.environ.get(NO_VERIFY_ENV, "").strip().lower() not in ("1", "true", "yes")
+
+
+@contextlib.contextmanager
+def checksum_verification(enabled: bool) -> Iterator[None]:
+    """Inside the block, loaders called without ``verify=`` check checksums only when ``enabled``.
+
+    What the commands' ``--no-verify`` does: ``with checksum_verification(not no_verify): ...``.
+    """
+    _verify_default.append(enabled)
+    try:
+        yield
+    finally:
+        _verify_default.pop()
+
+
+def _is_digest(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def _check_config_keys(path: Path, data: Mapping[str, Any]) -> None:
+    """Unknown, misspelled or missing keys of config.json are a CheckpointError naming them."""
+    from llm_core import get_registry
+
+    try:
+        entry = get_registry("architectures")[data["architecture"]]
+    except PluginError as exc:
+        raise PluginError(f"{path}: {exc}") from None
+    config_class = getattr(entry.obj, "config_class", None)
+    if not (isinstance(config_class, type) and dataclasses.is_dataclass(config_class)):
+        return  # the architecture's own constructor reports it
+    fields = dataclasses.fields(config_class)
+    no_default = {
+        f.name
+        for f in fields
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    check_keys(
+        data,
+        required={"architecture", "format_version", "dtype"} | no_default,
+        optional={f.name for f in fields} | set(RESERVED_KEYS),
+        source=str(path),
+        error=CheckpointError,
+    )
+    recorded = data.get(CHECKSUM_KEY)
+    if CHECKSUM_KEY in data and not (
+        isinstance(recorded, dict)
+        and _is_digest(recorded.get(CONFIG_FILE))
+        and all(isinstance(k, str) and _is_digest(v) for k, v in recorded.items())
+    ):
+        raise CheckpointError(
+            f"{path}: expected '{CHECKSUM_KEY}' to map file names to sha256 hex digests "
+            f"({CONFIG_FILE} included), found {recorded!r}; re-save the checkpoint"
+        )
+
+
+def read_checkpoint_config(
+    directory: str | os.PathLike[str], *, verify: bool | None = None
+) -> dict[str, Any]:
+    """Read and check ``config.json`` of a checkpoint directory (architecture, format version, keys).
+
+    A key the architecture's config does not have, or a missing required key, is a
+    :class:`CheckpointError` naming it. With ``verify`` (default: on, unless inside
+    ``checksum_verification(False)`` or under ``SCRATCHLM_NO_VERIFY=1``) the config's
+    recorded sha256, when it has one, must match its contents.
+    """
     path = Path(directory) / CONFIG_FILE
     if not Path(directory).is_dir():
         raise CheckpointError(
@@ -240,7 +368,50 @@ def read_checkpoint_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
         )
     if not isinstance(data.get("architecture"), str):
         raise CheckpointError(f"{path}: expected an 'architecture' name such as 'gpt2', found none")
+    _check_config_keys(path, data)
+    checked = CHECKSUM_KEY in data and _verify_enabled(verify)
+    if checked and data[CHECKSUM_KEY][CONFIG_FILE] != _config_digest(data):
+        raise CheckpointError(
+            f"{path}: checksum mismatch: its contents changed since the checkpoint was saved "
+            "(corrupt, or edited by hand); re-save or re-download the checkpoint, "
+            "or pass --no-verify to load it as it is"
+        )
     return data
+
+
+def verify_checksums(
+    directory: str | os.PathLike[str], data: Mapping[str, Any] | None = None, *, verify: bool | None = None
+) -> None:
+    """Check every file whose sha256 ``config.json`` records (nothing when it records none).
+
+    A missing or modified file is a :class:`CheckpointError` naming it. ``data`` is the
+    already-read config; ``verify`` as for :func:`read_checkpoint_config`.
+    """
+    if not _verify_enabled(verify):
+        return
+    directory = Path(directory)
+    if data is None:
+        data = read_checkpoint_config(directory, verify=verify)
+    for name, want in sorted((data.get(CHECKSUM_KEY) or {}).items()):
+        if name == CONFIG_FILE:
+            continue
+        path = directory / name
+        if name in ("", ".", "..") or "/" in name or "\\" in name:
+            raise CheckpointError(
+                f"{directory / CONFIG_FILE}: '{CHECKSUM_KEY}' names {name!r}, not a file name"
+            )
+        if not path.is_file():
+            raise CheckpointError(
+                f"{path}: expected the file whose sha256 {CONFIG_FILE} records, found no such file; "
+                "re-save or re-download the checkpoint"
+            )
+        found = _sha256_file(path)
+        if found != want:
+            raise CheckpointError(
+                f"{path}: checksum mismatch (sha256 {found[:12]}…, {CONFIG_FILE} records {want[:12]}…): "
+                "the file is corrupt or was modified; re-save or re-download the checkpoint, "
+                "or pass --no-verify to load it anyway"
+            )
 
 
 def _build_from_config(directory: Path, data: Mapping[str, Any]) -> nn.Module:
@@ -320,15 +491,21 @@ def load_weights_into(model: nn.Module, directory: str | os.PathLike[str]) -> nn
 
 
 def load_pretrained(
-    directory: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
+    directory: str | os.PathLike[str],
+    *,
+    map_location: str | torch.device = "cpu",
+    verify: bool | None = None,
 ) -> nn.Module:
     """Load a checkpoint directory: build the registered architecture, validate and load every tensor.
 
     Returns the model (in eval mode, on ``map_location``) with ``model.config``,
     ``model.architecture`` and ``model.checkpoint_config`` (the whole config.json).
+    The recorded sha256 of the config and of every weight file are checked first
+    (``verify=False``, ``--no-verify``, skips that; see :func:`read_checkpoint_config`).
     """
     directory = Path(directory)
-    data = read_checkpoint_config(directory)
+    data = read_checkpoint_config(directory, verify=verify)
+    verify_checksums(directory, data, verify=verify)
     model = _build_from_config(directory, data)
     dtype_name = data.get("dtype", "float32")
     dtype = getattr(torch, str(dtype_name), None)
