@@ -212,3 +212,53 @@ def test_window_loader_reads_a_token_array(prepared) -> None:
     assert targets[:, :-1].tolist() == inputs[:, 1:].tolist()
     (first, _), *_ = WindowLoader.sequential(tokens, batch_size=1, context_length=16)
     assert first[0].tolist() == tokens[0:16].tolist()
+
+
+def _rewrite_index(prepared, edit, *, keep_digest: bool = False) -> None:
+    """Apply ``edit`` to index.json; recompute its sha256 unless ``keep_digest`` (a hand edit)."""
+    from llm_data.shards import index_digest
+
+    path = prepared / "index.json"
+    index = json.loads(path.read_text())
+    edit(index)
+    if not keep_digest and "sha256" in index:
+        index["sha256"] = index_digest(index)
+    path.write_text(json.dumps(index))
+
+
+def test_the_index_carries_its_own_sha256_and_a_changed_value_is_detected(prepared) -> None:
+    from llm_data.shards import index_digest
+
+    index = json.loads((prepared / "index.json").read_text())
+    assert index["sha256"] == index_digest(index)
+    _rewrite_index(prepared, lambda i: i.update(val_fraction=0.2), keep_digest=True)  # still a valid value
+    with pytest.raises(DataError, match=r"index\.json: checksum mismatch: the index changed"):
+        load_prepared(prepared)
+    assert len(load_prepared(prepared, verify=False)) > 0
+
+
+def test_an_index_without_its_sha256_still_loads(prepared) -> None:
+    _rewrite_index(prepared, lambda i: i.pop("sha256"))  # as written before the digest existed
+    assert len(load_prepared(prepared)) > 0
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda i: i.update(val_frsction=i.pop("val_fraction")), "unknown key 'val_frsction' (did you mean"),
+        (lambda i: i.pop("sources"), "missing key 'sources'"),
+        (lambda i: i.update(tokenizer=""), "'tokenizer': expected a tokenizer name"),
+        (lambda i: i.update(eot_token=10**6), "'eot_token': expected null or an id below 50257"),
+        (lambda i: i.update(val_fraction=1.5), "'val_fraction': expected a number in [0, 1)"),
+        (lambda i: i.update(n_vocab=70000), "'dtype' 'uint16' does not fit n_vocab=70000"),
+        (lambda i: i["sources"][0].update(tokns=1), "sources[0]: unknown key 'tokns'"),
+        (lambda i: i["splits"].update(tesst={"tokens": 0, "shards": []}), "splits: unknown key 'tesst'"),
+        (lambda i: i["splits"]["train"].update(tokens=1), "'tokens' is 1 but its shards hold"),
+        (lambda i: i["splits"]["train"]["shards"][0].update(fiel="x"), "shard 0: unknown key 'fiel'"),
+    ],
+)
+def test_unknown_missing_or_bad_index_metadata_is_named(prepared, edit, message) -> None:
+    _rewrite_index(prepared, edit)
+    with pytest.raises(DataError) as info:
+        load_prepared(prepared)
+    assert str(info.value).startswith(str(prepared / "index.json")) and message in str(info.value)

@@ -26,9 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from llm_core.config_io import write_json_atomic
 from llm_core.errors import ConfigError, DataError
-from llm_data.shards import FORMAT, FORMAT_VERSION, INDEX_FILE, ShardWriter, token_dtype
+from llm_data.shards import FORMAT, FORMAT_VERSION, INDEX_FILE, ShardWriter, token_dtype, write_index
 from llm_data.text_files import ERRORS, iter_text_chunks
 
 __all__ = ["DEFAULT_SHARD_TOKENS", "collect_files", "prepare_corpus"]
@@ -244,7 +243,7 @@ def prepare_corpus(
             "sources": sources,
             "splits": splits,
         }
-        write_json_atomic(tmp / INDEX_FILE, index)
+        index = write_index(tmp, index)
         _move_into_place(tmp, out_dir)
     except OSError as exc:  # disk full, quota, permissions: nothing was renamed into out_dir
         shutil.rmtree(tmp, ignore_errors=True)

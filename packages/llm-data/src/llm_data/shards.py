@@ -5,11 +5,17 @@ A prepared directory holds, per split (``train``, ``val``), shard files
 more than 65535 ids), and ``index.json``::
 
     {"format": "scratchlm-tokens", "format_version": 1, "tokenizer": "gpt2", "n_vocab": 50257,
-     "eot_token": 50256, "dtype": "uint16", "val_fraction": 0.1, "sources": [...],
+     "eot_token": 50256, "dtype": "uint16", "val_fraction": 0.1,
+     "sources": [{"name": "a.txt", "tokens": n}, ...],
      "splits": {"train": {"tokens": N, "shards": [{"file": "train-00000.bin", "tokens": n,
-                                                   "sha256": "..."}]}, "val": {...}}}
+                                                   "sha256": "..."}]}, "val": {...}},
+     "sha256": "..."}
 
-:func:`load_prepared` checks the index and every shard's size and sha256 before
+The last ``sha256`` is the digest of the index's own canonical JSON (without that
+key), written by :func:`write_index`; indexes written before it existed load
+without it. :func:`read_index` checks every key (an unknown, misspelled or missing
+one is a :class:`DataError` naming it), every value's type and range, and that
+digest; :func:`load_prepared` then checks every shard's size and sha256 before
 memory-mapping them into one :class:`TokenArray`.
 """
 
@@ -17,21 +23,47 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from llm_core.config_io import check_keys, write_json_atomic
 from llm_core.errors import DataError
 
-__all__ = ["INDEX_FILE", "ShardWriter", "TokenArray", "load_prepared", "read_index", "token_dtype"]
+__all__ = [
+    "INDEX_FILE",
+    "INDEX_KEYS",
+    "ShardWriter",
+    "TokenArray",
+    "index_digest",
+    "load_prepared",
+    "read_index",
+    "token_dtype",
+    "write_index",
+]
 
 INDEX_FILE = "index.json"
 FORMAT = "scratchlm-tokens"
 FORMAT_VERSION = 1
 SPLIT_ALIASES = {"validation": "val", "valid": "val"}
+#: The keys every index.json has (``sha256`` is optional: older indexes lack it).
+INDEX_KEYS = (
+    "format",
+    "format_version",
+    "tokenizer",
+    "n_vocab",
+    "eot_token",
+    "dtype",
+    "val_fraction",
+    "sources",
+    "splits",
+)
+CHECKSUM_KEY = "sha256"
+SPLITS = ("train", "val")
 
 
 def token_dtype(n_vocab: int) -> np.dtype:
@@ -149,8 +181,67 @@ class TokenArray:
         return f"TokenArray({len(self)} tokens in {len(self._arrays)} shard(s), dtype={self.dtype})"
 
 
-def read_index(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    """The parsed ``index.json`` of a prepared directory (checked: format, version, splits)."""
+def index_digest(index: Mapping[str, Any]) -> str:
+    """sha256 of the index's canonical JSON, without its own ``sha256`` key."""
+    body = {k: v for k, v in index.items() if k != CHECKSUM_KEY}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def write_index(directory: str | os.PathLike[str], index: Mapping[str, Any]) -> dict[str, Any]:
+    """Write ``directory/index.json`` atomically with its own ``sha256``; return what was written."""
+    data = {k: v for k, v in index.items() if k != CHECKSUM_KEY}
+    data[CHECKSUM_KEY] = index_digest(data)
+    write_json_atomic(Path(directory) / INDEX_FILE, data)
+    return data
+
+
+def _is_int(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _check_metadata(path: Path, index: dict[str, Any]) -> None:
+    """Keys and values of the index other than the shard entries; a DataError naming the key."""
+    again = "; re-run `scratchlm prepare`"
+    check_keys(index, required=INDEX_KEYS, optional=(CHECKSUM_KEY,), source=str(path), error=DataError)
+    if not isinstance(index["tokenizer"], str) or not index["tokenizer"]:
+        raise DataError(
+            f"{path}: 'tokenizer': expected a tokenizer name, found {index['tokenizer']!r}{again}"
+        )
+    n_vocab = index["n_vocab"]
+    if not _is_int(n_vocab, 1):
+        raise DataError(f"{path}: 'n_vocab': expected an integer >= 1, found {n_vocab!r}{again}")
+    if index["dtype"] != ("uint16" if token_dtype(n_vocab).itemsize == 2 else "uint32"):
+        raise DataError(f"{path}: 'dtype' {index['dtype']!r} does not fit n_vocab={n_vocab}{again}")
+    eot = index["eot_token"]
+    if eot is not None and not (_is_int(eot, 0) and eot < n_vocab):
+        raise DataError(f"{path}: 'eot_token': expected null or an id below {n_vocab}, found {eot!r}{again}")
+    fraction = index["val_fraction"]
+    if not (
+        isinstance(fraction, (int, float))
+        and not isinstance(fraction, bool)
+        and math.isfinite(fraction)
+        and 0 <= fraction < 1
+    ):
+        raise DataError(f"{path}: 'val_fraction': expected a number in [0, 1), found {fraction!r}{again}")
+    sources = index["sources"]
+    if not isinstance(sources, list):
+        raise DataError(f"{path}: 'sources': expected a list, found {type(sources).__name__}{again}")
+    for number, source in enumerate(sources):
+        where = f"{path}: sources[{number}]"
+        if not isinstance(source, dict):
+            raise DataError(f"{where}: expected an object with 'name' and 'tokens'{again}")
+        check_keys(source, required=("name", "tokens"), source=where, error=DataError)
+        if not isinstance(source["name"], str) or not _is_int(source["tokens"], 0):
+            raise DataError(f"{where}: expected a string 'name' and an integer 'tokens' >= 0{again}")
+    if isinstance(index["splits"], dict):
+        check_keys(index["splits"], required=SPLITS, source=f"{path}: splits", error=DataError)
+
+
+def read_index(directory: str | os.PathLike[str], *, verify: bool = True) -> dict[str, Any]:
+    """The parsed ``index.json`` of a prepared directory, checked (keys, values, shard entries).
+
+    With ``verify`` (default) the index's own ``sha256``, when it has one, must match.
+    """
     directory = Path(directory)
     path = directory / INDEX_FILE
     if not path.is_file():
@@ -173,12 +264,41 @@ def read_index(directory: str | os.PathLike[str]) -> dict[str, Any]:
         raise DataError(f"{path}: malformed index (missing 'splits' or 'dtype'); re-run `scratchlm prepare`")
     for split, entry in index["splits"].items():
         shards = entry.get("shards") if isinstance(entry, dict) else None
-        if not isinstance(shards, list) or not all(_is_shard_entry(shard) for shard in shards):
+        problem = _split_problem(entry)
+        if problem or not isinstance(shards, list) or not all(_is_shard_entry(shard) for shard in shards):
             raise DataError(
-                f"{path}: malformed entry for split {split!r} (expected shards with a plain file name, "
-                "a token count and a sha256); re-run `scratchlm prepare`"
+                f"{path}: malformed entry for split {split!r} ({problem or 'expected shards with a plain '}"
+                f"{'' if problem else 'file name, a token count and a sha256'}); re-run `scratchlm prepare`"
             )
+    _check_metadata(path, index)
+    recorded = index.get(CHECKSUM_KEY)
+    if CHECKSUM_KEY in index and verify and recorded != index_digest(index):
+        raise DataError(
+            f"{path}: checksum mismatch: the index changed since `scratchlm prepare` wrote it "
+            "(corrupt, or edited by hand); re-run `scratchlm prepare`"
+        )
     return index
+
+
+def _split_problem(entry: Any) -> str:
+    """What is wrong with a split's keys or token total ('' when nothing is)."""
+    if not isinstance(entry, dict):
+        return "expected an object with 'tokens' and 'shards'"
+    try:
+        check_keys(entry, required=("tokens", "shards"), source="split", error=DataError)
+        for number, shard in enumerate(entry["shards"] if isinstance(entry["shards"], list) else []):
+            if isinstance(shard, dict):
+                check_keys(
+                    shard, required=("file", "tokens", "sha256"), source=f"shard {number}", error=DataError
+                )
+    except DataError as exc:
+        return str(exc)
+    shards = entry["shards"]
+    if isinstance(shards, list) and all(_is_shard_entry(shard) for shard in shards):
+        total = sum(shard["tokens"] for shard in shards)
+        if entry["tokens"] != total:
+            return f"'tokens' is {entry['tokens']!r} but its shards hold {total}"
+    return ""
 
 
 def _is_shard_entry(shard: Any) -> bool:
@@ -208,7 +328,7 @@ def load_prepared(
     A missing, truncated or modified shard raises :class:`DataError` naming the file.
     """
     directory = Path(directory)
-    index = read_index(directory)
+    index = read_index(directory, verify=verify)
     split = SPLIT_ALIASES.get(split, split)
     if split not in index["splits"]:
         available = ", ".join(sorted(index["splits"])) or "none"
