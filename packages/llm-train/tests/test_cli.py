@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,6 +63,28 @@ def test_demo_smoke(tmp_path: Path, capsys) -> None:
     config = json.loads((tmp_path / "demo" / "run" / "final" / "config.json").read_text())
     assert config["vocab_size"] == 4096 and config["tokenizer"].endswith("tokenizer.json")
     assert main(["demo", "--out", str(tmp_path / "demo"), "--max-steps", "6"]) == 2  # finished runs are kept
+    # Every printed next step runs as printed (the long pretraining with 2 steps, into tmp_path).
+    steps = out.split("Next:\n", 1)[1].replace("\\\n", " ").strip().splitlines()
+    assert len(steps) == 3
+    for step in steps:
+        argv = shlex.split(step)
+        assert Path(argv[0]).name == "scratchlm"
+        if argv[1] == "pretrain":
+            argv[argv.index("--max-steps") + 1] = "2"
+            argv[argv.index("--out") + 1] = str(tmp_path / "longer")
+        assert main(argv[1:]) == 0, step
+
+
+def test_the_demos_next_steps_name_a_scratchlm_that_runs(monkeypatch, tmp_path: Path) -> None:
+    """On PATH: the bare name; not on PATH (after `nox -s demo`): this environment's full path."""
+    from llm_train.demo import scratchlm_command
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    command = scratchlm_command()
+    assert command == str(Path(sys.executable).with_name("scratchlm"))
+    assert subprocess.run([command, "--version"], capture_output=True, timeout=120).returncode == 0
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+    assert scratchlm_command() == "scratchlm"
 
 
 def test_pretrain_reads_a_toml_config_and_named_options_win(tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ and compare generated text before and after, with the loss plot.
 
 from __future__ import annotations
 
+import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +20,13 @@ from llm_train.config import TrainConfig
 from llm_train.plots import plot_runs
 from llm_train.pretrain import build_trainer
 
-__all__ = ["DemoResult", "demo_config", "run_demo"]
+__all__ = ["DemoResult", "demo_config", "run_demo", "scratchlm_command"]
 
 PROMPT = "The Python interpreter"
 VOCAB_SIZE = 4096
+#: How the "after" sample is drawn (the same settings the printed `generate` step uses): greedy
+#: decoding of a small model falls into loops of blank lines, sampling shows what it learned.
+SAMPLE = {"temperature": 0.8, "top_k": 40, "seed": 123}
 
 
 @dataclass
@@ -59,6 +64,16 @@ def demo_config(data: Path, tokenizer: Path, *, max_steps: int, seed: int) -> Tr
         log_every=10,
         seed=seed,
     )
+
+
+def scratchlm_command() -> str:
+    """How to run this environment's ``scratchlm`` from a shell: the bare name when it is on PATH,
+    else its full path (after ``nox -s demo`` it lives in ``.nox/demo/bin``, not on PATH)."""
+    here = Path(sys.executable).with_name("scratchlm")
+    on_path = shutil.which("scratchlm")
+    if on_path is not None and (not here.exists() or Path(on_path).resolve() == here.resolve()):
+        return "scratchlm"
+    return str(here) if here.exists() else "scratchlm"
 
 
 def prepare_demo_data(data_dir: Path, echo: Callable[[str], None]) -> tuple[Path, Path]:
@@ -99,7 +114,7 @@ def run_demo(
     echo(f"Before training: {PROMPT}{before}")
     result = trainer.fit(resume=resume)
     trainer.model.eval()
-    after = generate_text(trainer.model, tokenizer, PROMPT, max_new_tokens=40)
+    after = generate_text(trainer.model, tokenizer, PROMPT, max_new_tokens=40, **SAMPLE)
     try:
         plot = plot_runs([run_dir], out_dir / "loss.png")
     except Exception as exc:  # the plot is a bonus: report and go on
@@ -113,11 +128,12 @@ def run_demo(
     echo(f"Metrics:    {run_dir / 'metrics.jsonl'}")
     if plot:
         echo(f"Loss plot:  {plot}")
+    command = scratchlm_command()
     echo("Next:")
     echo(
-        f'  scratchlm generate {result.final_dir} "{PROMPT}" --max-new-tokens 50 --temperature 0.8 --top-k 40'
+        f'  {command} generate {result.final_dir} "{PROMPT}" --max-new-tokens 50 --temperature 0.8 --top-k 40'
     )
-    echo(f"  scratchlm plot {run_dir}")
-    echo(f"  scratchlm pretrain --data {prepared} --tokenizer {tokenizer_path} --preset small \\")
+    echo(f"  {command} plot {run_dir}")
+    echo(f"  {command} pretrain --data {prepared} --tokenizer {tokenizer_path} --preset small \\")
     echo("      --max-steps 5000 --out runs/longer")
     return DemoResult(out_dir, before, after, result.initial_val_loss, result.val_loss, plot, result.seconds)
