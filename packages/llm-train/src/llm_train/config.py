@@ -71,6 +71,10 @@ class TrainConfig:
             raise ConfigError("give either max_steps or epochs, not both")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"max_steps={self.max_steps} must be >= 1")
+        if self.context_length is not None and self.context_length < 1:
+            raise ConfigError(
+                f"context_length={self.context_length} must be >= 1 (or unset: the model's own context)"
+            )
         if self.epochs is not None and self.epochs <= 0:
             raise ConfigError(f"epochs={self.epochs} must be > 0")
         if self.betas is not None and (len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas)):

@@ -77,7 +77,7 @@ def register_commands(cli: typer.Typer) -> None:
             None, "--batch-size", help="Sequences per step and process [default: 8]."
         ),
         context_length: Optional[int] = typer.Option(
-            None, "--context-length", help="Window length [default: the model's]."
+            None, "--context-length", help="Window length, >= 1 [default: the model's]."
         ),
         lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate [default: 4e-4]."),
         optimizer: Optional[str] = typer.Option(
@@ -90,7 +90,9 @@ def register_commands(cli: typer.Typer) -> None:
             None, "--seed", help="Seed of the initialisation, dropout and data order [default: 123]."
         ),
         checkpoint_every: Optional[int] = typer.Option(
-            None, "--checkpoint-every", help="Steps between checkpoints [default: 100]."
+            None,
+            "--checkpoint-every",
+            help="Steps between checkpoints; 0: none but the last step's and final/ [default: 100].",
         ),
         precision: Optional[str] = typer.Option(None, "--precision", help="fp32 or bf16 (autocast)."),
         compile_model: Optional[bool] = typer.Option(
