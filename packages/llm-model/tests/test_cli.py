@@ -131,3 +131,35 @@ def test_import_and_export_hf(capsys: pytest.CaptureFixture[str], model: GPTMode
         torch.testing.assert_close(back(idx), model(idx), atol=1e-6, rtol=0)
     code, _, err = run(capsys, "import-hf", str(tmp_path / "nothing" / "here"), str(tmp_path / "x"))
     assert code == 2 and "expected a local directory" in err
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (str(10**12), "--max-new-tokens 1000000000000: expected 0 to 1,000,000 tokens in one run"),
+        ("-1", "--max-new-tokens -1: expected 0 to 1,000,000"),
+        ("1e12", "Invalid value for '--max-new-tokens'"),  # click's usage error: not an integer
+    ],
+)
+def test_generate_refuses_an_absurd_max_new_tokens_before_loading(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, value: str, message: str
+) -> None:
+    code, out, err = run(capsys, "generate", str(tmp_path / "no-checkpoint"), "Hi", "--max-new-tokens", value)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert message in " ".join(err.split())
+
+
+def test_generate_checks_checksums_unless_no_verify(
+    capsys: pytest.CaptureFixture[str], checkpoint: Path, tokenizer: Any, register_plugin: Any
+) -> None:
+    register_plugin(CharTokenizerPlugin(type(tokenizer)), "char-tokenizer")
+    weights = checkpoint / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0x10  # a bit inside the tensor data: the file still parses
+    weights.write_bytes(bytes(data))
+    code, out, err = run(capsys, "generate", str(checkpoint), "Hi", "--max-new-tokens", "2")
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and out == "" and len(errors) == 1 and "Traceback" not in err
+    assert errors[0].startswith(f"error: {weights}: checksum mismatch") and "--no-verify" in errors[0]
+    code, out, err = run(capsys, "generate", str(checkpoint), "Hi", "--max-new-tokens", "2", "--no-verify")
+    assert code == 0 and out.startswith("Hi"), err

@@ -11,9 +11,28 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-__all__ = ["export_hf_command", "generate_command", "import_hf_command", "model_info_command"]
+__all__ = [
+    "MAX_NEW_TOKENS",
+    "NoVerify",
+    "export_hf_command",
+    "generate_command",
+    "import_hf_command",
+    "model_info_command",
+]
 
 DEFAULT_TOKENIZER = "gpt2"
+#: Most tokens ``generate`` makes in one run (a larger --max-new-tokens is refused, not run for days).
+MAX_NEW_TOKENS = 1_000_000
+
+#: ``--no-verify``, for every command that loads a checkpoint (see ``llm_model.checkpoint``).
+NoVerify = Annotated[
+    bool,
+    typer.Option(
+        "--no-verify",
+        help="Skip checking the checkpoint's files against their recorded sha256 "
+        "(faster for huge files; damage goes unnoticed).",
+    ),
+]
 
 
 def model_info_command(
@@ -60,7 +79,9 @@ def generate_command(
         Path, typer.Argument(help="Checkpoint directory (config.json + model.safetensors).")
     ],
     prompt: Annotated[str, typer.Argument(help="The text to continue.")],
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Tokens to generate at most.")] = 50,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", help=f"Tokens to generate at most (0 to {MAX_NEW_TOKENS:,}).")
+    ] = 50,
     temperature: Annotated[
         float, typer.Option("--temperature", help="0 = greedy; higher = more random.")
     ] = 0.0,
@@ -86,13 +107,20 @@ def generate_command(
         typer.Option("--tokenizer", help="Registered tokenizer (default: the checkpoint's, else gpt2)."),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="Device to run on, e.g. cpu or cuda.")] = "cpu",
+    no_verify: NoVerify = False,
 ) -> None:
     """Continue PROMPT with the model in CHECKPOINT."""
-    from llm_model.checkpoint import load_pretrained, read_checkpoint_config
+    from llm_core.errors import ConfigError
+    from llm_model.checkpoint import load_pretrained
     from llm_model.generation import _default_eos, generate_text, stream_tokens
 
-    model = load_pretrained(checkpoint, map_location=device)
-    name = tokenizer or read_checkpoint_config(checkpoint).get("tokenizer") or DEFAULT_TOKENIZER
+    if not 0 <= max_new_tokens <= MAX_NEW_TOKENS:
+        raise ConfigError(
+            f"--max-new-tokens {max_new_tokens}: expected 0 to {MAX_NEW_TOKENS:,} tokens in one run"
+        )
+    model = load_pretrained(checkpoint, map_location=device, verify=not no_verify)
+    recorded = getattr(model, "checkpoint_config", {}).get("tokenizer")
+    name = tokenizer or recorded or DEFAULT_TOKENIZER
     tok = _tokenizer(name)
     options: dict[str, Any] = {
         "temperature": temperature,
@@ -164,10 +192,11 @@ def import_hf_command(
 def export_hf_command(
     checkpoint: Annotated[Path, typer.Argument(help="scratchlm checkpoint directory.")],
     out: Annotated[Path, typer.Argument(help="Directory for the Hugging Face files.")],
+    no_verify: NoVerify = False,
 ) -> None:
     """Export a checkpoint in the Hugging Face layout of its family (loadable by transformers)."""
     from llm_model.checkpoint import load_pretrained
     from llm_model.hf import export_hf
 
-    export_hf(load_pretrained(checkpoint), out)
+    export_hf(load_pretrained(checkpoint, verify=not no_verify), out)
     typer.echo(f"exported {checkpoint} to {out} (Hugging Face layout)")
