@@ -80,7 +80,7 @@ def set_trap(run: Path, trap: str, outside: Path) -> None:
     ("trap", "outcome"),
     [
         ("pruned checkpoint", "finishes"),
-        ("best", "refuses"),
+        ("best", "finishes"),  # the link is replaced by a real best/, its target untouched
         ("stale temporary directory", "finishes"),
         ("own temporary directory", "refuses"),
     ],

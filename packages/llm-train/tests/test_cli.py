@@ -46,6 +46,29 @@ def test_pretrain_bad_input_is_one_line(tmp_path: Path, capsys, extra: list[str]
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+def test_pretrain_never_writes_into_a_users_directory(tmp_path: Path, capsys) -> None:
+    """The issue's reproduction: a directory of the user's own is refused in one line, untouched."""
+    text = tmp_path / "t.txt"
+    text.write_text("hello world " * 200)
+    user = tmp_path / "u"
+    (user / "best").mkdir(parents=True)
+    (user / "metrics.jsonl").write_text("mine\n")
+    (user / "best" / "keep.txt").write_text("keep\n")
+    args = ["pretrain", "--data", str(text), "--max-steps", "2", "--batch-size", "2", "--out", str(user)]
+    code = main([*args, "--set", "progress=false"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert f"--out {user}: not empty (best/, metrics.jsonl) and not written by scratchlm" in err
+    assert "pass --overwrite" in err
+    assert (user / "metrics.jsonl").read_text() == "mine\n"
+    assert (user / "best" / "keep.txt").read_text() == "keep\n"
+    assert sorted(p.name for p in user.iterdir()) == ["best", "metrics.jsonl"]  # nothing written
+    assert main([*args, "--set", "progress=false", "--overwrite"]) == 0  # the user's choice
+    assert (user / "final" / "model.safetensors").is_file()
+    assert main([*args, "--set", "progress=false", "--max-steps", "3", "--resume"]) == 0  # a run now
+
+
 def test_pretrain_missing_data(tmp_path: Path, capsys) -> None:
     assert main(["pretrain", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 2
     assert "expected a directory made by `scratchlm prepare` or a UTF-8 .txt file" in capsys.readouterr().err

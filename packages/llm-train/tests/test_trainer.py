@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -84,11 +87,22 @@ def test_resume_after_crash_is_bitwise_identical(tokens, tmp_path: Path, drop_ra
     assert steps == sorted(set(steps))  # no duplicated lines after resume
 
 
+class SignalAt:
+    """A callback that sends this process a real signal at a given step, like Ctrl-C."""
+
+    def __init__(self, step: int, signum: int) -> None:
+        self.step, self.signum = step, signum
+
+    def on_step_end(self, trainer: Trainer, metrics: dict) -> None:
+        if trainer.step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
 def test_ctrl_c_saves_a_checkpoint_and_resume_matches(tokens, tmp_path: Path) -> None:
     make_trainer(tokens, tmp_path / "full").fit()
     run = make_trainer(tokens, tmp_path / "int")
-    run.callbacks.append(CrashAt(6, KeyboardInterrupt()))
-    with pytest.raises(TrainingInterrupted, match="interrupted at step 6"):
+    run.callbacks.append(SignalAt(6, signal.SIGINT))
+    with pytest.raises(TrainingInterrupted, match=r"interrupted \(SIGINT\) at step 6"):
         run.fit()
     assert [s for s, _ in list_checkpoints(tmp_path / "int")][-1] == 6
     make_trainer(tokens, tmp_path / "int").fit(resume=True)
@@ -123,6 +137,41 @@ def test_refuses_to_overwrite_a_run(tokens, tmp_path: Path) -> None:
         make_trainer(tokens, tmp_path / "run", max_steps=4).fit()
 
 
+def test_overwrite_starts_a_run_again_without_the_old_checkpoints(tokens, tmp_path: Path) -> None:
+    make_trainer(tokens, tmp_path / "run", max_steps=8).fit()
+    make_trainer(tokens, tmp_path / "run", max_steps=4).fit(overwrite=True)
+    assert [step for step, _ in list_checkpoints(tmp_path / "run")] == [4]  # step-8 would win a resume
+    assert json.loads((tmp_path / "run" / "best" / "trainer_state.json").read_text())["step"] == 4
+    steps = [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "train"]
+    assert steps == [2, 4]
+
+
+def test_a_symlinked_best_is_replaced_and_what_it_points_to_is_untouched(tokens, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.txt").write_text("keep")
+    run = tmp_path / "run"
+    make_trainer(tokens, run, max_steps=4).fit()
+    shutil.rmtree(run / "best")
+    (run / "best").symlink_to(elsewhere, target_is_directory=True)
+    make_trainer(tokens, run, max_steps=12).fit(resume=True)  # the run goes on
+    assert not (run / "best").is_symlink()
+    assert json.loads((run / "best" / "trainer_state.json").read_text())["step"] == 12
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["precious.txt"]
+    assert [p.name for p in run.glob(".*")] == [".scratchlm-run.json"]  # no renamed-aside link left
+
+
+def test_resume_on_another_number_of_processes_is_refused(tokens, tmp_path: Path) -> None:
+    make_trainer(tokens, tmp_path / "run", max_steps=4).fit()
+    state_path = tmp_path / "run" / "step-0000004" / "trainer_state.json"
+    state = json.loads(state_path.read_text())
+    assert state["world_size"] == 1
+    resumed = make_trainer(tokens, tmp_path / "run", max_steps=8)
+    resumed.dist.world_size = 2  # as under torchrun --nproc-per-node 2 (the real one: test_distributed)
+    with pytest.raises(ConfigError, match=r"written by 1 process\(es\) .* this run has 2"):
+        resumed.fit(resume=True)
+
+
 def test_resume_without_checkpoint(tokens, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no checkpoint to resume from"):
         make_trainer(tokens, tmp_path / "empty").fit(resume=True)
@@ -135,7 +184,7 @@ def test_data_smaller_than_one_window(tmp_path: Path) -> None:
 
 def test_unwritable_output_fails_before_training(tokens, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
-    with pytest.raises(CheckpointError, match="cannot write to"):
+    with pytest.raises(ConfigError, match="run: cannot create the directory"):
         make_trainer(tokens, tmp_path / "file" / "run").fit()
 
 

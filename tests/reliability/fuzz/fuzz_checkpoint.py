@@ -54,7 +54,13 @@ def setup(workdir: Path | None = None) -> Path:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model(torch.zeros(1, 4, dtype=torch.long)).sum().backward()
     optimizer.step()
-    state = {"step": 1, "tokens_seen": 4, "rng": {}, "data": {}, "config": {}}
+    from llm_train.checkpoint import capture_rng_state
+
+    state = {  # every key a Trainer writes, so the fuzzed state reaches the parsers behind the key check
+        "step": 1, "tokens_seen": 4, "examples_seen": 1, "best_val": None, "last_val": None,
+        "initial_val": None, "elapsed_s": 0.5, "rng": capture_rng_state(), "data": {}, "world_size": 1,
+        "config": {},
+    }  # fmt: skip
     save_training_checkpoint(workdir, "training", model, optimizer, state)
     _work = workdir
     return workdir

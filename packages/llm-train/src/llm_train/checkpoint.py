@@ -26,7 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from llm_core.config_io import write_json_atomic
+from llm_core.config_io import check_keys, write_json_atomic
 from llm_core.errors import CheckpointError
 from llm_model import load_pretrained, load_weights_into, write_model_files
 from llm_model.checkpoint import WEIGHTS_FILE
@@ -45,10 +45,17 @@ __all__ = [
 ]
 
 STATE_FILE = "trainer_state.json"
-#: 1: the sha256 of the other files; 2: also the sha256 of the state itself.
-STATE_FORMAT = 2
-#: Keys every trainer state has (checked on load, so a damaged file is a CheckpointError, not a KeyError).
-STATE_KEYS = ("step", "files", "optimizer", "rng", "data", "config")
+#: 1: the sha256 of the other files; 2: also the sha256 of the state itself; 3: also the world size.
+STATE_FORMAT = 3
+#: Keys every trainer state has, by format (checked on load: a damaged, misspelled or unknown
+#: key is a CheckpointError naming it, not a KeyError or a silently different state).
+STATE_KEYS = (
+    "step", "tokens_seen", "examples_seen", "best_val", "last_val", "initial_val", "elapsed_s",
+    "rng", "data", "config", "optimizer", "files", "format_version",
+)  # fmt: skip
+_KEYS_SINCE = {2: ("sha256",), 3: ("world_size",)}
+_RNG_KEYS = ("python", "numpy", "torch")
+_OPTIMIZER_META_KEYS = ("param_groups", "scalars")
 OPTIMIZER_FILE = "optimizer.safetensors"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
@@ -166,17 +173,25 @@ def save_training_checkpoint(
         state["sha256"] = _state_digest(state)
         (tmp / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
         _fsync_tree(tmp)
-        if final.exists():
+        if final.is_symlink() or final.exists():
             old = run_dir / f".{name}.old-{os.getpid()}"
-            final.rename(old)
+            final.rename(old)  # a symlink is renamed itself: what it points to is never touched
             tmp.rename(final)
-            shutil.rmtree(old)
+            _remove(old)
         else:
             tmp.rename(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _remove(path: Path) -> None:
+    """Delete a checkpoint directory, or only the link when ``path`` is a symlink."""
+    if path.is_symlink():
+        path.unlink()
+    else:
+        shutil.rmtree(path)
 
 
 def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
@@ -217,16 +232,31 @@ def verify_training_checkpoint(path: Path) -> dict[str, Any]:
             f"{state_path}: unreadable trainer state ({exc}); "
             f"delete {path} to resume from an older checkpoint"
         ) from None
-    if not isinstance(state, dict) or "files" not in state or "step" not in state:
-        raise CheckpointError(f"{state_path}: not a scratchlm trainer state (missing 'files'/'step')")
-    if state.get("format_version", 1) >= 2 and state.get("sha256") != _state_digest(state):
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{state_path}: not a scratchlm trainer state (a JSON {type(state).__name__})")
+    raw = state.get("format_version", STATE_FORMAT)  # a missing one is named by check_keys
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= STATE_FORMAT:
+        raise CheckpointError(
+            f"{state_path}: format_version {raw!r} is not one this version reads (1 to {STATE_FORMAT}); "
+            f"delete {path} to resume from an older checkpoint"
+        )
+    version: int = raw
+    added = [key for since, keys in _KEYS_SINCE.items() for key in keys if since <= version]
+    later = [key for since, keys in _KEYS_SINCE.items() for key in keys if since > version]
+    check_keys(
+        state, required=[*STATE_KEYS, *added], optional=later, source=str(state_path), error=CheckpointError
+    )
+    if version >= 2 and state["sha256"] != _state_digest(state):
         raise CheckpointError(
             f"{state_path}: checksum mismatch (the trainer state is corrupt or was modified); "
             f"delete {path} to resume from an older checkpoint"
         )
-    missing = [key for key in STATE_KEYS if key not in state]
-    if missing or not isinstance(state["files"], dict):
-        raise CheckpointError(f"{state_path}: not a scratchlm trainer state (missing {', '.join(missing)})")
+    for key, keys in (("rng", _RNG_KEYS), ("optimizer", _OPTIMIZER_META_KEYS)):
+        if not isinstance(state[key], dict):
+            raise CheckpointError(f"{state_path}: '{key}' must be an object, got {type(state[key]).__name__}")
+        check_keys(state[key], required=keys, source=f"{state_path}: '{key}'", error=CheckpointError)
+    if not isinstance(state["files"], dict):
+        raise CheckpointError(f"{state_path}: 'files' must be an object, got {type(state['files']).__name__}")
     for name, expected in state["files"].items():
         file = path / name
         if not file.is_file():

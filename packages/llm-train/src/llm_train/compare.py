@@ -53,7 +53,8 @@ from typing import Any
 
 from llm_core.config_io import config_from_dict, load_config_file, write_json_atomic
 from llm_core.errors import ConfigError, DataError, MissingDependencyError
-from llm_train.config import TrainConfig
+from llm_core.output_dirs import claim_output_dir
+from llm_train.config import TrainConfig, read_train_config
 from llm_train.metrics import read_metrics
 
 __all__ = [
@@ -259,7 +260,7 @@ def _check_unchanged(variant: Variant, run_dir: Path) -> None:
     saved_path = run_dir / "train_config.json"
     if not saved_path.is_file():
         return
-    saved = TrainConfig(**json.loads(saved_path.read_text(encoding="utf-8"))).fingerprint()
+    saved = read_train_config(run_dir).fingerprint()
     current = variant.config.fingerprint()
     changed = [
         f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in current if saved.get(k) != current.get(k)
@@ -348,11 +349,16 @@ def compare(
     out_dir: str | Path,
     *,
     processes: bool = False,
+    overwrite: bool = False,
     echo: Callable[[str], None] = print,
 ) -> CompareResult:
-    """Train every variant of ``sweep`` (skipping finished ones) and write the comparison to ``out_dir``."""
+    """Train every variant of ``sweep`` (skipping finished ones) and write the comparison to ``out_dir``.
+
+    ``out_dir`` must be new, empty or an earlier ``compare``'s (which resumes it);
+    ``overwrite`` writes into any directory.
+    """
     sweep = sweep if isinstance(sweep, Sweep) else load_sweep(sweep)
-    out_dir = Path(out_dir)
+    out_dir = claim_output_dir(out_dir, command="compare", overwrite=overwrite)
     trained_here = False
     rows: list[dict[str, Any]] = []
     runs: dict[str, Path] = {}

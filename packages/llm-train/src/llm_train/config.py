@@ -7,10 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from llm_core.config_io import config_from_dict, load_config_file
-from llm_core.errors import ConfigError
+from llm_core.config_io import check_keys, config_from_dict, load_config_file
+from llm_core.errors import ConfigError, ScratchLMError
 
-__all__ = ["TrainConfig", "load_train_config"]
+__all__ = ["TrainConfig", "load_train_config", "read_train_config", "train_config_from_saved"]
+
+#: The resolved config a run saves beside its checkpoints.
+TRAIN_CONFIG_FILE = "train_config.json"
 
 
 @dataclass
@@ -103,3 +106,30 @@ def load_train_config(path: str | Path | None = None, **overrides: Any) -> Train
     if "epochs" in overrides and overrides["epochs"] is not None:
         data.pop("max_steps", None)
     return config_from_dict(TrainConfig, data, source=source)
+
+
+def train_config_from_saved(
+    data: Any, *, source: str, error: type[ScratchLMError] = ConfigError
+) -> TrainConfig:
+    """The :class:`TrainConfig` a run saved (``train_config.json``, a trainer state's ``config``).
+
+    Every key is checked: an unknown or misspelled one, a wrong type or an
+    out-of-range value is one ``error`` naming ``source`` and the key. Keys the
+    file lacks take their defaults (runs saved before a field existed).
+    """
+    if not isinstance(data, dict):
+        raise error(f"{source}: expected an object, got {type(data).__name__}")
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    check_keys(data, required=(), optional=fields, source=source, error=error)
+    try:
+        return config_from_dict(TrainConfig, data, source=source)
+    except ConfigError as exc:
+        if error is ConfigError:
+            raise
+        raise error(str(exc)) from None
+
+
+def read_train_config(run_dir: str | Path) -> TrainConfig:
+    """Read back a run's ``train_config.json`` (a damaged file: one ConfigError naming it)."""
+    path = Path(run_dir) / TRAIN_CONFIG_FILE
+    return train_config_from_saved(load_config_file(path), source=str(path))

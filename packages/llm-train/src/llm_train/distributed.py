@@ -104,6 +104,16 @@ class DistributedContext:
         torch_dist.all_reduce(tensor)
         return float(tensor.item()) / self.world_size
 
+    def any_rank(self, flag: bool) -> bool:
+        """True when ``flag`` is true on any rank (every rank must call it)."""
+        if self.world_size == 1:
+            return flag
+        nccl = torch_dist.get_backend() == "nccl"
+        device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+        tensor = torch.tensor([int(flag)], dtype=torch.int32, device=device)
+        torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.MAX)
+        return bool(tensor.item())
+
     def barrier(self) -> None:
         """Wait for every rank."""
         if self.world_size > 1:

@@ -104,6 +104,11 @@ def register_commands(cli: typer.Typer) -> None:
             help="Under torchrun: ddp (a model copy per process) or fsdp (sharded) [default: ddp].",
         ),
         resume: bool = typer.Option(False, "--resume", help="Continue the newest checkpoint in --out."),
+        overwrite: bool = typer.Option(
+            False,
+            "--overwrite",
+            help="Start a fresh run in --out even if it is not empty (a previous run's checkpoints go).",
+        ),
         set_: list[str] = typer.Option(
             [], "--set", help="Override any config field: --set eval_every=20 (repeatable)."
         ),
@@ -134,7 +139,9 @@ def register_commands(cli: typer.Typer) -> None:
         )
         overrides.update({k: v for k, v in named.items() if v is not None})  # named options win over --set
         cfg = load_train_config(config, **overrides)
-        result = pretrain(cfg, out, resume=resume)
+        result = pretrain(cfg, out, resume=resume, overwrite=overwrite)
+        if not result.is_main:  # a torchrun job: rank 0 reports for all
+            return
         val = "n/a" if result.val_loss is None else f"{result.val_loss:.4f}"
         typer.echo(f"done: {result.steps} steps, {result.tokens_seen} tokens, val loss {val}")
         typer.echo(f"final weights: {result.final_dir / 'model.safetensors'}")
@@ -146,11 +153,14 @@ def register_commands(cli: typer.Typer) -> None:
         processes: bool = typer.Option(
             False, "--processes", help="Train each variant in its own process (per-variant peak RSS)."
         ),
+        overwrite: bool = typer.Option(
+            False, "--overwrite", help="Write into --out even if it is not empty and not a compare's."
+        ),
     ) -> None:
         """Train the variants of a sweep on the same data, budget and seed; tabulate and plot them."""
         from llm_train.compare import compare
 
-        result = compare(sweep, out, processes=processes, echo=typer.echo)
+        result = compare(sweep, out, processes=processes, overwrite=overwrite, echo=typer.echo)
         typer.echo(result.table.read_text(encoding="utf-8"))
         typer.echo(f"table: {result.table}")
         typer.echo(f"json:  {result.json}")

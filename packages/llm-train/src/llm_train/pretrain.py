@@ -13,7 +13,7 @@ from llm_data import get_tokenizer, load_prepared, tokens_from_text_file
 from llm_model import build_model
 from llm_train.config import TrainConfig
 from llm_train.distributed import init_distributed
-from llm_train.trainer import Trainer, TrainResult
+from llm_train.trainer import Trainer, TrainResult, check_run_dir
 
 __all__ = ["build_trainer", "load_training_tokens", "pretrain"]
 
@@ -63,6 +63,13 @@ def build_trainer(config: TrainConfig, out_dir: str | Path) -> Trainer:
     )
 
 
-def pretrain(config: TrainConfig, out_dir: str | Path, *, resume: bool = False) -> TrainResult:
-    """Run (or resume) pretraining; final weights land in ``out_dir/final``."""
-    return build_trainer(config, out_dir).fit(resume=resume)
+def pretrain(
+    config: TrainConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False
+) -> TrainResult:
+    """Run (or resume) pretraining; final weights land in ``out_dir/final``.
+
+    ``out_dir`` is checked before the data is read (:func:`~llm_train.trainer.check_run_dir`):
+    it must be new, empty or a pretraining run; ``overwrite`` starts a fresh run in any directory.
+    """
+    check_run_dir(out_dir, command="pretrain", resume=resume, overwrite=overwrite)
+    return build_trainer(config, out_dir).fit(resume=resume, overwrite=overwrite)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import shutil
 import signal
+import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,24 +27,30 @@ from torch import nn
 from llm_core import get_registry
 from llm_core.config_io import write_json_atomic
 from llm_core.errors import CheckpointError, ConfigError, ScratchLMError
+from llm_core.output_dirs import check_output_dir, claim_output_dir
 from llm_model import generate_text
 from llm_train.checkpoint import (
+    STATE_FILE,
     capture_rng_state,
     find_latest_checkpoint,
+    list_checkpoints,
     load_training_checkpoint,
     prune_checkpoints,
     read_training_checkpoint,
     restore_rng_state,
     save_training_checkpoint,
 )
-from llm_train.config import TrainConfig
+from llm_train.config import TRAIN_CONFIG_FILE, TrainConfig, train_config_from_saved
 from llm_train.distributed import DistributedContext
 from llm_train.metrics import MetricsWriter
 from llm_train.optimizers import build_optimizer
 from llm_train.schedules import lr_multiplier
 from llm_train.tasks import LanguageModeling, Task
 
-__all__ = ["TrainResult", "Trainer", "TrainingError", "TrainingInterrupted"]
+__all__ = ["TrainResult", "Trainer", "TrainingError", "TrainingInterrupted", "check_run_dir"]
+
+#: Signals that stop a run at the end of the current step, after a checkpoint.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class TrainingError(ScratchLMError):
@@ -50,7 +58,7 @@ class TrainingError(ScratchLMError):
 
 
 class TrainingInterrupted(ScratchLMError):
-    """Ctrl-C or SIGTERM: a checkpoint was saved; resume with ``--resume``."""
+    """Ctrl-C or SIGTERM: a checkpoint of the last finished step was saved; resume with ``--resume``."""
 
 
 @dataclass
@@ -64,6 +72,29 @@ class TrainResult:
     train_loss: float | None
     final_dir: Path
     seconds: float
+    is_main: bool = True  # False on the ranks > 0 of a torchrun job: they print nothing
+
+
+def check_run_dir(run_dir: str | Path, *, command: str, resume: bool, overwrite: bool = False) -> None:
+    """Refuse ``run_dir`` before any work when a run cannot start or resume there; writes nothing.
+
+    Resuming needs a ``step-N`` checkpoint. A fresh run needs a directory that is
+    new, empty or ``command``'s own (:func:`llm_core.output_dirs.check_output_dir`)
+    and holds no checkpoints; ``overwrite`` accepts any directory, and the fresh
+    run then replaces the previous run's checkpoints (``step-N``, ``best``, ``final``).
+    """
+    run_dir = Path(run_dir)
+    has_checkpoints = find_latest_checkpoint(run_dir) is not None
+    if resume:
+        if not has_checkpoints:
+            raise CheckpointError(f"{run_dir}: no checkpoint to resume from (expected step-N directories)")
+        return  # a run directory by its checkpoints, marked or not (runs older than the marker)
+    check_output_dir(run_dir, command=command, overwrite=overwrite)
+    if has_checkpoints and not overwrite:
+        raise ConfigError(
+            f"{run_dir} already holds checkpoints; pass --resume to continue it, "
+            "--overwrite to start it again, or choose another --out"
+        )
 
 
 class Trainer:
@@ -80,9 +111,14 @@ class Trainer:
         val_tokens: Sequence[int] | np.ndarray | None = None,
         tokenizer: Any = None,
         dist: DistributedContext | None = None,
+        command: str = "pretrain",
     ) -> None:
-        """Train on ``task``, or on ``train_tokens``/``val_tokens`` with :class:`LanguageModeling`."""
+        """Train on ``task``, or on ``train_tokens``/``val_tokens`` with :class:`LanguageModeling`.
+
+        ``command`` names what writes ``run_dir`` (its marker, :mod:`llm_core.output_dirs`).
+        """
         self.config = config
+        self.command = command
         self.model = model
         self.dist = dist or DistributedContext()
         self.device = torch.device(config.device)
@@ -133,6 +169,7 @@ class Trainer:
         self.last_saved_step = -1
         self.started: float | None = None  # set by fit()
         self.elapsed_before = 0.0  # wall seconds of the run before a resume
+        self.stop_signal: int | None = None  # set by the SIGINT/SIGTERM handler fit() installs
 
     # -- sizes ----------------------------------------------------------------
     def _resolve_max_steps(self) -> int:
@@ -194,6 +231,7 @@ class Trainer:
             "elapsed_s": self.elapsed(),
             "rng": capture_rng_state(),
             "data": self.loader.state_dict(),
+            "world_size": self.dist.world_size,
             "config": self.config.to_dict(),
         }
 
@@ -235,7 +273,16 @@ class Trainer:
             weights, optimizer_state, state = read_training_checkpoint(latest)
         else:
             _, optimizer_state, state = load_training_checkpoint(latest, self.model)
-        saved = TrainConfig(**{**state["config"]}).fingerprint()
+        saved_world = state.get("world_size", self.dist.world_size)  # unrecorded before format 3
+        if saved_world != self.dist.world_size:
+            raise ConfigError(
+                f"cannot resume {self.run_dir}: its checkpoints were written by {saved_world} "
+                f"process(es) (global batch {saved_world} x {self.config.batch_size}), this run has "
+                f"{self.dist.world_size}, which would change the batches; resume with "
+                f"torchrun --nproc-per-node {saved_world}, or start a new --out"
+            )
+        where = f"{latest / STATE_FILE}: 'config'"
+        saved = train_config_from_saved(state["config"], source=where, error=CheckpointError).fingerprint()
         current = self.config.fingerprint()
         differences = [
             f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in current if saved.get(k) != current.get(k)
@@ -261,23 +308,27 @@ class Trainer:
         self.elapsed_before = float(state.get("elapsed_s", 0.0))
         self.last_saved_step = self.step
 
-    def _prepare_run_dir(self, resume: bool) -> None:
+    def _prepare_run_dir(self, resume: bool, overwrite: bool) -> None:
         if not self.dist.is_main:
             return
-        if not resume and find_latest_checkpoint(self.run_dir) is not None:
-            raise ConfigError(
-                f"{self.run_dir} already holds checkpoints; "
-                "pass --resume to continue it or choose another --out"
-            )
+        check_run_dir(self.run_dir, command=self.command, resume=resume, overwrite=overwrite)
+        claim_output_dir(self.run_dir, command=self.command, overwrite=overwrite or resume)
         try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if overwrite and not resume:  # a fresh run: the previous run's checkpoints go
+                previous = [path for _, path in list_checkpoints(self.run_dir)]
+                previous += [self.run_dir / name for name in ("best", "final")]
+                for old in previous:
+                    if old.is_symlink():
+                        old.unlink()  # the link, never what it points to
+                    elif (old / STATE_FILE).is_file():
+                        shutil.rmtree(old)
             for old in self.run_dir.glob(".*.old-*"):  # a crash between a rewrite's two renames
                 kept = self.run_dir / old.name[1:].rsplit(".old-", 1)[0]
                 if not kept.exists():
                     old.rename(kept)  # the previous complete version comes back
             for stale in [*self.run_dir.glob(".*.tmp-*"), *self.run_dir.glob(".*.old-*")]:
                 shutil.rmtree(stale, ignore_errors=True)  # left by a crash mid-write
-            write_json_atomic(self.run_dir / "train_config.json", self.config.to_dict())
+            write_json_atomic(self.run_dir / TRAIN_CONFIG_FILE, self.config.to_dict())
         except OSError as exc:
             raise CheckpointError(f"cannot write to {self.run_dir}: {exc.strerror or exc}") from None
 
@@ -320,9 +371,15 @@ class Trainer:
         self.step += 1
         return total, grad_norm
 
-    def fit(self, *, resume: bool = False) -> TrainResult:
-        """Train to ``max_steps``; ``resume`` continues from the newest checkpoint in ``run_dir``."""
-        self._prepare_run_dir(resume)
+    def fit(self, *, resume: bool = False, overwrite: bool = False) -> TrainResult:
+        """Train to ``max_steps``; ``resume`` continues from the newest checkpoint in ``run_dir``.
+
+        ``run_dir`` must be new, empty or this command's own (see :func:`check_run_dir`);
+        ``overwrite`` starts a fresh run in any directory. SIGINT and SIGTERM (in the main
+        thread) stop the run at the end of the current step, after a checkpoint of that step,
+        with :class:`TrainingInterrupted`; a second one stops it at once, without a checkpoint.
+        """
+        self._prepare_run_dir(resume, overwrite)
         if resume:
             self._restore()
         self.model.train()
@@ -333,10 +390,11 @@ class Trainer:
         )
         start = self.started = time.perf_counter()
         progress = self._progress()
-        previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        previous_handlers = self._install_stop_handlers()
         try:
-            if self.step == 0 and self.config.eval_every:
+            if self.step == 0 and self.config.eval_every and not resume:  # a step-0 checkpoint has it
                 self._evaluate_and_log(metrics, progress)
+            self._stop_if_asked()
             for callback in self.callbacks:
                 getattr(callback, "on_train_start", lambda t: None)(self)
             window_start, window_start_tokens, window_tokens, losses = (
@@ -382,20 +440,22 @@ class Trainer:
                     self._sample_and_log(metrics, progress)
                 if self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0:
                     self._checkpoint()
+                self._stop_if_asked()  # the step boundary: the state a checkpoint must hold
             if self.last_saved_step != self.step:
                 self._checkpoint()
             final_dir = self.run_dir / "final"
             self.save("final")
             for callback in self.callbacks:
                 getattr(callback, "on_train_end", lambda t: None)(self)
-        except KeyboardInterrupt:
-            if self.last_saved_step != self.step:
-                self._checkpoint()
+        except KeyboardInterrupt:  # a second Ctrl-C, or one raised by code: the state may be mid-step
+            latest = find_latest_checkpoint(self.run_dir)
+            kept = f"the newest checkpoint is {latest}" if latest else "no checkpoint was written yet"
             raise TrainingInterrupted(
-                f"interrupted at step {self.step}; checkpoint saved in {self.run_dir}; continue with --resume"
+                f"stopped at once during step {self.step + 1}, without a checkpoint; {kept}; "
+                "continue with --resume"
             ) from None
         finally:
-            signal.signal(signal.SIGTERM, previous_handler)
+            self._restore_handlers(previous_handlers)
             if progress is not None:
                 progress.close()
             if metrics:
@@ -408,6 +468,51 @@ class Trainer:
             train_loss=self.last_train,
             final_dir=final_dir,
             seconds=time.perf_counter() - start,
+            is_main=self.dist.is_main,
+        )
+
+    # -- interrupts ---------------------------------------------------------------------
+    def _install_stop_handlers(self) -> dict[int, Any]:
+        """Make SIGINT/SIGTERM only ask for a stop (main thread only; ignored signals stay ignored)."""
+        self.stop_signal = None
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, Any] = {}
+        for signum in _STOP_SIGNALS:
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                previous[signum] = signal.signal(signum, self._on_stop_signal)
+        return previous
+
+    @staticmethod
+    def _restore_handlers(previous: dict[int, Any]) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    def _on_stop_signal(self, signum: int, frame: Any) -> None:
+        """The handler: the first signal asks for a stop at the step boundary, a second one stops now."""
+        if self.stop_signal is not None:
+            raise KeyboardInterrupt
+        self.stop_signal = signum
+        if self.dist.is_main:
+            try:
+                sys.stderr.write(
+                    f"\n{signal.Signals(signum).name}: stopping after step {self.step + 1} "
+                    "with a checkpoint (interrupt again to stop at once, without one)\n"
+                )
+                sys.stderr.flush()
+            except (OSError, RuntimeError, ValueError):  # a closed or busy stream: the stop still happens
+                pass
+
+    def _stop_if_asked(self) -> None:
+        """At a step boundary: if any rank was signalled, checkpoint this step and stop."""
+        if not self.dist.any_rank(self.stop_signal is not None):
+            return
+        if self.last_saved_step != self.step:
+            self._checkpoint()
+        name = signal.Signals(self.stop_signal).name if self.stop_signal is not None else "a signal"
+        raise TrainingInterrupted(
+            f"interrupted ({name}) at step {self.step}; checkpoint saved in {self.run_dir}; "
+            "continue with --resume"
         )
 
     def _checkpoint(self) -> None:
@@ -460,7 +565,3 @@ class Trainer:
             unit="step",
             dynamic_ncols=True,
         )
-
-
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
