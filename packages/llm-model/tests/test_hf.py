@@ -142,7 +142,7 @@ def test_hub_ids_need_the_hub_extra(monkeypatch: pytest.MonkeyPatch) -> None:
         import_hf("openai-community/gpt2")
 
 
-def test_hub_ids_and_aliases_download_config_and_safetensors_only(
+def test_hub_ids_and_aliases_download_config_weights_and_tokenizer_only(
     small_hf: tuple[Any, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[str, Any]] = []
@@ -156,10 +156,12 @@ def test_hub_ids_and_aliases_download_config_and_safetensors_only(
     monkeypatch.setitem(sys.modules, "huggingface_hub", FakeHub)
     import_hf("gpt2-medium")
     import_hf("openai-community/gpt2")
-    assert calls == [
-        ("openai-community/gpt2-medium", ["config.json", "model.safetensors"]),
-        ("openai-community/gpt2", ["config.json", "model.safetensors"]),
-    ]
+    assert [repo for repo, _ in calls] == ["openai-community/gpt2-medium", "openai-community/gpt2"]
+    patterns = calls[0][1]
+    assert {"config.json", "model.safetensors", "model.safetensors.index.json", "tokenizer.json"} <= set(
+        patterns
+    )
+    assert not any(p.endswith((".bin", ".pt", ".pth", "*")) for p in patterns)  # no pickles, no whole repo
 
 
 @pytest.mark.parametrize("preset", ["tiny", "small", "medium"])

@@ -182,6 +182,10 @@ class RotaryEmbedding(nn.Module):
         medium = (wavelen >= original / high) & (wavelen <= original / low)
         return torch.where(medium, blended, scaled)
 
+    def reset_buffers(self, device: torch.device | str = "cpu") -> None:
+        """Recompute ``inv_freq`` on ``device`` (after the module was built on the ``meta`` device)."""
+        self.inv_freq = self._inv_freq(device=torch.device(device))
+
     def _apply(self, fn: Any, recurse: bool = True) -> RotaryEmbedding:
         # .to(dtype)/.half() must not round the frequencies: rebuild them in float32 on the new device.
         super()._apply(fn, recurse)

@@ -414,7 +414,8 @@ def verify_checksums(
             )
 
 
-def _build_from_config(directory: Path, data: Mapping[str, Any]) -> nn.Module:
+def _config_from_data(directory: Path, data: Mapping[str, Any]) -> tuple[Any, Any]:
+    """``(architecture class, its config)`` described by a checkpoint's config.json."""
     from llm_core import get_registry
 
     try:
@@ -424,25 +425,24 @@ def _build_from_config(directory: Path, data: Mapping[str, Any]) -> nn.Module:
     config_class = entry.obj.config_class
     fields = {f.name for f in dataclasses.fields(config_class)}
     hyper = {k: v for k, v in data.items() if k in fields}
-    config = config_from_dict(config_class, hyper, source=str(directory / CONFIG_FILE))
-    model = entry.obj(config)
+    return entry.obj, config_from_dict(config_class, hyper, source=str(directory / CONFIG_FILE))
+
+
+def _build_from_config(directory: Path, data: Mapping[str, Any]) -> nn.Module:
+    model_class, config = _config_from_data(directory, data)
+    model = model_class(config)
     if getattr(model, "architecture", None) != data["architecture"]:
         model.architecture = data["architecture"]
     return model
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
+    """The tensors of a safetensors file, memory-mapped, nothing copied (:mod:`llm_model.safetensors_io`)."""
+    from llm_model.safetensors_io import mmap_tensors
 
     if not path.is_file():
         raise CheckpointError(f"{path}: expected the model weights, found no such file")
-    try:
-        return load_file(str(path), device="cpu")
-    except Exception as exc:  # safetensors raises its own error types for bad headers/data
-        raise CheckpointError(
-            f"{path}: expected a safetensors file, found a file that cannot be read as one "
-            f"(truncated or another format: {exc}); re-save or re-download the checkpoint"
-        ) from None
+    return mmap_tensors(path)
 
 
 def check_tensors(
@@ -490,28 +490,58 @@ def load_weights_into(model: nn.Module, directory: str | os.PathLike[str]) -> nn
     return model
 
 
+def _dtype_label(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def load_pretrained(
     directory: str | os.PathLike[str],
     *,
     map_location: str | torch.device = "cpu",
     verify: bool | None = None,
+    dtype: str | torch.dtype | None = None,
+    force: bool = False,
 ) -> nn.Module:
     """Load a checkpoint directory: build the registered architecture, validate and load every tensor.
 
     Returns the model (in eval mode, on ``map_location``) with ``model.config``,
     ``model.architecture`` and ``model.checkpoint_config`` (the whole config.json).
-    The recorded sha256 of the config and of every weight file are checked first
+    Before anything is allocated, the parameter memory the config needs is
+    compared with the memory available on ``map_location`` (a
+    :class:`~llm_core.errors.ConfigError` when it does not fit; ``force`` skips
+    that). The recorded sha256 of the config and of every weight file are checked
     (``verify=False``, ``--no-verify``, skips that; see :func:`read_checkpoint_config`).
+    The model is built on the ``meta`` device and its parameters are the
+    memory-mapped tensors of ``model.safetensors`` (:mod:`llm_model.loading`), in
+    the checkpoint's dtype unless ``dtype`` (``"fp32"``, ``"bf16"``, ``"auto"`` or
+    a torch dtype) asks for another.
     """
+    from llm_model import loading
+
     directory = Path(directory)
     data = read_checkpoint_config(directory, verify=verify)
-    verify_checksums(directory, data, verify=verify)
-    model = _build_from_config(directory, data)
+    model_class, config = _config_from_data(directory, data)
     dtype_name = data.get("dtype", "float32")
-    dtype = getattr(torch, str(dtype_name), None)
-    if not isinstance(dtype, torch.dtype):
+    stored = getattr(torch, str(dtype_name), None)
+    if not isinstance(stored, torch.dtype):
         raise CheckpointError(f"{directory / CONFIG_FILE}: expected a torch dtype name, found {dtype_name!r}")
-    model.to(dtype=dtype)
-    load_weights_into(model, directory)
+    wanted = loading.resolve_dtype(dtype)
+    loading.check_memory(
+        loading.parameter_bytes(model_class, config, wanted or stored),
+        what=f"{directory / CONFIG_FILE}: the model's parameters ({_dtype_label(wanted or stored)})",
+        device=map_location,
+        force=force,
+    )
+    verify_checksums(directory, data, verify=verify)
+    weights_path = directory / WEIGHTS_FILE
+    found = _read_weights(weights_path)
+    model = loading.build_on_meta(lambda: model_class(config))
+    aliases = loading.tied_aliases(model)
+    check_tensors(loading.expected_like(model, stored, skip=aliases), found, where=str(weights_path))
+    model = loading.fill(
+        model, found, dtype=wanted, where=str(weights_path), factory=lambda: model_class(config)
+    )
+    if getattr(model, "architecture", None) != data["architecture"]:
+        model.architecture = data["architecture"]
     model.checkpoint_config = dict(data)  # type: ignore[assignment]
     return model.to(map_location).eval()

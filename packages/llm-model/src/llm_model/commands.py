@@ -13,6 +13,8 @@ import typer
 
 __all__ = [
     "MAX_NEW_TOKENS",
+    "Dtype",
+    "Force",
     "NoVerify",
     "export_hf_command",
     "generate_command",
@@ -23,6 +25,20 @@ __all__ = [
 DEFAULT_TOKENIZER = "gpt2"
 #: Most tokens ``generate`` makes in one run (a larger --max-new-tokens is refused, not run for days).
 MAX_NEW_TOKENS = 1_000_000
+
+#: ``--dtype``, for every command that loads a checkpoint to run it (see ``llm_model.loading``).
+Dtype = Annotated[
+    str,
+    typer.Option(
+        "--dtype",
+        help="Weights' dtype in memory: auto (the checkpoint's own), fp32 or bf16.",
+    ),
+]
+#: ``--force``, for every command that loads or builds a model: skip the memory check.
+Force = Annotated[
+    bool,
+    typer.Option("--force", help="Load even when the parameters look larger than the memory available."),
+]
 
 #: ``--no-verify``, for every command that loads a checkpoint (see ``llm_model.checkpoint``).
 NoVerify = Annotated[
@@ -108,6 +124,8 @@ def generate_command(
     ] = None,
     device: Annotated[str, typer.Option("--device", help="Device to run on, e.g. cpu or cuda.")] = "cpu",
     no_verify: NoVerify = False,
+    dtype: Dtype = "auto",
+    force: Force = False,
 ) -> None:
     """Continue PROMPT with the model in CHECKPOINT."""
     from llm_core.errors import ConfigError
@@ -118,7 +136,7 @@ def generate_command(
         raise ConfigError(
             f"--max-new-tokens {max_new_tokens}: expected 0 to {MAX_NEW_TOKENS:,} tokens in one run"
         )
-    model = load_pretrained(checkpoint, map_location=device, verify=not no_verify)
+    model = load_pretrained(checkpoint, map_location=device, verify=not no_verify, dtype=dtype, force=force)
     recorded = getattr(model, "checkpoint_config", {}).get("tokenizer")
     name = tokenizer or recorded or DEFAULT_TOKENIZER
     tok = _tokenizer(name)

@@ -33,6 +33,8 @@ from llm_core.errors import CheckpointError, ConfigError, MissingDependencyError
 from llm_model.checkpoint import check_tensors
 from llm_model.config import GPTConfig
 from llm_model.gpt import GPTModel
+from llm_model.hf_files import read_hf_weights
+from llm_model.loading import build_on_meta, check_memory, fill, parameter_bytes, stored_dtype
 
 __all__ = ["HUB_ALIASES", "export_hf", "hf_config", "import_hf"]
 
@@ -43,6 +45,16 @@ HUB_ALIASES = {
     "gpt2-large": "openai-community/gpt2-large",
     "gpt2-xl": "openai-community/gpt2-xl",
 }
+#: The files of a hub repository that are downloaded: config, weights (single or sharded), tokenizer.
+HUB_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "model-*-of-*.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+)
 _TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 _IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 
@@ -71,7 +83,7 @@ def _resolve(src: str | os.PathLike[str]) -> Path:
             f"downloading '{repo_id}' from the Hugging Face hub needs huggingface_hub; "
             "install it with `pip install 'llm-model[hub]'`, or pass a local directory"
         ) from None
-    return Path(snapshot_download(repo_id, allow_patterns=["config.json", "model.safetensors"]))
+    return Path(snapshot_download(repo_id, allow_patterns=list(HUB_FILES)))
 
 
 def _read_hf_json(directory: Path) -> dict[str, Any]:
@@ -86,21 +98,6 @@ def _read_hf_json(directory: Path) -> dict[str, Any]:
     if not isinstance(hf, dict):
         raise CheckpointError(f"{path}: expected a JSON object, found {type(hf).__name__}")
     return hf
-
-
-def read_hf_weights(directory: Path) -> dict[str, torch.Tensor]:
-    """The tensors of ``directory/model.safetensors`` (on the CPU), or a :class:`CheckpointError`."""
-    from safetensors.torch import load_file
-
-    path = directory / "model.safetensors"
-    if not path.is_file():
-        raise CheckpointError(f"{path}: expected the weights as model.safetensors, found no such file")
-    try:
-        return load_file(str(path), device="cpu")
-    except Exception as exc:  # safetensors' own error types
-        raise CheckpointError(
-            f"{path}: expected a safetensors file, found a file that cannot be read as one ({exc})"
-        ) from None
 
 
 def _config_from_hf(hf: dict[str, Any], path: Path) -> GPTConfig:
@@ -196,16 +193,28 @@ def _hf_to_ours(hf: Mapping[str, torch.Tensor], config: GPTConfig) -> dict[str, 
     return ours
 
 
-def import_hf(src: str | os.PathLike[str], *, dtype: torch.dtype = torch.float32) -> nn.Module:
+def import_hf(
+    src: str | os.PathLike[str],
+    *,
+    dtype: torch.dtype | None = None,
+    force: bool = False,
+) -> nn.Module:
     """Load weights in the Hugging Face layout into the matching architecture (eval mode).
 
-    ``src``: a local directory with ``config.json`` + ``model.safetensors``
-    (as written by ``*ForCausalLM.save_pretrained``), or a hub repo id
+    ``src``: a local directory with ``config.json`` and the weights as
+    published (``model.safetensors``, sharded safetensors with their
+    ``model.safetensors.index.json``, or, without safetensors,
+    ``pytorch_model.bin``; see :mod:`llm_model.hf_files`), or a hub repo id
     (``openai-community/gpt2`` … ``gpt2-xl``, or the short ``gpt2``,
     ``gpt2-medium``, ``gpt2-large``, ``gpt2-xl``), which needs the ``hub`` extra.
     ``config.json``'s ``model_type`` picks the architecture: ``gpt2``
     (:class:`GPTModel`), ``llama``, ``mistral`` or ``phi`` (see
     :mod:`llm_model.hf_families`). Every missing or mis-shaped tensor is reported at once.
+
+    The model is built on the ``meta`` device and its parameters are the
+    memory-mapped tensors of the files (:mod:`llm_model.loading`): they keep
+    their stored dtype unless ``dtype`` is given. The parameter memory is checked
+    against the memory available first (``force`` skips that).
     """
     directory = _resolve(src)
     hf = _read_hf_json(directory)
@@ -213,26 +222,33 @@ def import_hf(src: str | os.PathLike[str], *, dtype: torch.dtype = torch.float32
     if model_type != "gpt2":
         from llm_model.hf_families import import_hf_family
 
-        return import_hf_family(directory, hf, dtype=dtype)
+        return import_hf_family(directory, hf, dtype=dtype, force=force)
     config = _config_from_hf(hf, directory / "config.json")
-    path = directory / "model.safetensors"
-    raw = read_hf_weights(directory)
-    tensors = {name.removeprefix("transformer."): t for name, t in raw.items()}
+    weights = read_hf_weights(directory)
+    tensors = {name.removeprefix("transformer."): t for name, t in weights.tensors.items()}
     tensors = {n: t for n, t in tensors.items() if not n.endswith(_IGNORED_SUFFIXES)}
     if config.tie_weights:
         tensors.pop("lm_head.weight", None)  # a stored copy of wte
+    stored = stored_dtype(tensors)
+    name = str(dtype or stored).removeprefix("torch.")
+    check_memory(
+        parameter_bytes(GPTModel, config, dtype or stored),
+        what=f"{directory / 'config.json'}: the model's parameters ({name})",
+        force=force,
+    )
     expected = {
-        name: torch.empty(shape, dtype=dtype, device="meta")
+        name: torch.empty(shape, dtype=stored, device="meta")
         for name, shape in _expected_hf_shapes(config).items()
     }
-    found = {n: (t.to(dtype) if t.is_floating_point() else t) for n, t in tensors.items()}
-    check_tensors(expected, found, where=str(path))
-    model = GPTModel(config).to(dtype)
-    result = model.load_state_dict(_hf_to_ours(found, config), strict=False)
-    tied = {"out_head.weight"} if config.tie_weights else set()
-    if set(result.missing_keys) - tied or result.unexpected_keys:  # pragma: no cover - a mapping bug
-        raise CheckpointError(f"{path}: internal mapping error: {result}")
-    return model.eval()
+    check_tensors(expected, tensors, where=weights.where)
+    model = build_on_meta(lambda: GPTModel(config))
+    return fill(
+        model,
+        _hf_to_ours(tensors, config),
+        dtype=dtype,
+        where=weights.where,
+        factory=lambda: GPTModel(config),
+    ).eval()
 
 
 def hf_config(config: GPTConfig) -> dict[str, Any]:

@@ -40,8 +40,18 @@ from torch import nn
 from llm_core.errors import CheckpointError, ConfigError
 from llm_model.checkpoint import _dtype_name, check_tensors, unique_tensors
 from llm_model.decoder import RotaryDecoder
-from llm_model.hf import _TANH_GELUS, read_hf_weights
+from llm_model.hf import _TANH_GELUS
+from llm_model.hf_files import read_hf_weights
 from llm_model.llama import LlamaConfig, LlamaModel, MistralConfig, MistralModel
+from llm_model.loading import (
+    build_on_meta,
+    check_memory,
+    expected_like,
+    fill,
+    parameter_bytes,
+    stored_dtype,
+    tied_aliases,
+)
 from llm_model.phi import PhiConfig, PhiModel
 
 __all__ = ["SUPPORTED_MODEL_TYPES", "export_hf_family", "hf_family_config", "import_hf_family"]
@@ -356,13 +366,15 @@ def _family_of(config: Any) -> _Family:
 
 
 def import_hf_family(
-    directory: Path, hf: Mapping[str, Any], *, dtype: torch.dtype = torch.float32
+    directory: Path, hf: Mapping[str, Any], *, dtype: torch.dtype | None = None, force: bool = False
 ) -> nn.Module:
     """Build the Llama/Mistral/Phi model described by ``hf`` (a config.json) and load ``directory``'s weights.
 
     Every missing, unexpected or mis-shaped tensor is reported at once; a
     ``model_type`` other than ``llama``, ``mistral`` or ``phi`` is a
-    :class:`ConfigError` listing the supported ones.
+    :class:`ConfigError` listing the supported ones. Weights are loaded as in
+    :func:`llm_model.import_hf`: memory-mapped, in their stored dtype unless
+    ``dtype`` is given, after a memory check (``force`` skips it).
     """
     path = directory / "config.json"
     model_type = hf.get("model_type")
@@ -373,21 +385,29 @@ def import_hf_family(
             f"expected one of {', '.join(SUPPORTED_MODEL_TYPES)}"
         )
     config = family.config_from_hf(hf, path)
-    raw = read_hf_weights(directory)
-    tensors = {n.removeprefix("model."): t for n, t in raw.items() if not n.endswith(_IGNORED_SUFFIXES)}
+    weights = read_hf_weights(directory)
+    tensors = {
+        n.removeprefix("model."): t for n, t in weights.tensors.items() if not n.endswith(_IGNORED_SUFFIXES)
+    }
     if config.tie_weights:
         tensors.pop("lm_head.weight", None)  # a stored copy of embed_tokens
-    found = {n: (t.to(dtype) if t.is_floating_point() else t) for n, t in tensors.items()}
-    model = family.model_class(config).to(dtype)
+    stored = stored_dtype(tensors)
+    check_memory(
+        parameter_bytes(family.model_class, config, dtype or stored),
+        what=f"{path}: the model's parameters ({str(dtype or stored).removeprefix('torch.')})",
+        force=force,
+    )
+    model = build_on_meta(lambda: family.model_class(config))
     names = family.names(config)
-    ours, aliases = unique_tensors(model)
+    aliases = tied_aliases(model)
+    ours = expected_like(model, stored, skip=aliases)
     if set(names) != set(ours):  # pragma: no cover - a mapping bug
         raise CheckpointError(f"internal name-map error for {model_type}: {sorted(set(names) ^ set(ours))}")
-    check_tensors({names[n]: t for n, t in ours.items()}, found, where=str(directory / "model.safetensors"))
-    result = model.load_state_dict({n: found[names[n]] for n in ours}, strict=False)
-    if set(result.missing_keys) - set(aliases) or result.unexpected_keys:  # pragma: no cover
-        raise CheckpointError(f"{directory}: internal mapping error: {result}")
-    return model.eval()
+    check_tensors({names[n]: t for n, t in ours.items()}, tensors, where=weights.where)
+    state = {n: tensors[names[n]] for n in ours}
+    return fill(
+        model, state, dtype=dtype, where=weights.where, factory=lambda: family.model_class(config)
+    ).eval()
 
 
 def export_hf_family(model: nn.Module, out_dir: str | os.PathLike[str]) -> Path:
