@@ -185,3 +185,106 @@ def test_missing_client_names_the_extra(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "ollama", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'llm-eval\[judge\]'"):
         OllamaJudge()
+
+
+# -- cheap checks first, generated responses kept, progress shown -----------------------------------
+
+UNANSWERED = [{"instruction": f"Rewrite: rec-{n}", "input": "", "output": "A"} for n in ("one", "two")]
+
+
+@pytest.fixture
+def loads(monkeypatch):
+    """Counts how often a checkpoint's model is loaded to generate responses."""
+    import llm_eval.checkpoints
+
+    calls: list[str] = []
+    real = llm_eval.checkpoints.load_model_and_tokenizer
+
+    def counting(checkpoint, *args, **kwargs):
+        calls.append(str(checkpoint))
+        return real(checkpoint, *args, **kwargs)
+
+    monkeypatch.setattr(llm_eval.checkpoints, "load_model_and_tokenizer", counting)
+    return calls
+
+
+def test_no_judge_server_is_reported_before_any_response_is_generated(
+    free_port, gpt2_checkpoint, tmp_path, loads, capsys
+) -> None:
+    from llm_core.cli import main
+
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps(UNANSWERED))
+    host = f"http://127.0.0.1:{free_port}"
+    code = main(["judge", str(path), "--checkpoint", str(gpt2_checkpoint), "--host", host, "--timeout", "2"])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and "Traceback" not in err
+    assert len(errors) == 1 and errors[0].startswith(f"error: no judge server at {host}")
+    assert loads == []  # no model loaded, no response generated
+    assert not (tmp_path / "records.judge.jsonl").exists()
+
+
+def test_a_missing_judge_model_is_reported_before_generating(fake_judge, gpt2_checkpoint, tmp_path, loads):
+    fake_judge.models = ["mistral:latest"]
+    with pytest.raises(JudgeServerError, match="judge model 'llama3' is not on the server"):
+        evaluate_judge(
+            UNANSWERED, checkpoint=gpt2_checkpoint, host=fake_judge.url, scores=tmp_path / "s.jsonl"
+        )
+    assert loads == [] and fake_judge.prompts == []
+
+
+def test_generated_responses_are_kept_and_a_resume_never_regenerates_them(
+    fake_judge, gpt2_checkpoint, tmp_path, loads, capsys
+) -> None:
+    scores = tmp_path / "s.jsonl"
+    options = dict(checkpoint=gpt2_checkpoint, max_new_tokens=3, scores=scores, max_tries=1, backoff=0.01)
+    fake_judge.script = lambda prompt, n: ("status", 500)  # the judge fails every record this time
+    first = evaluate_judge(UNANSWERED, host=fake_judge.url, **options)
+    assert first["failed"] == 2 and len(loads) == 1
+    err = capsys.readouterr().err
+    assert "generating: 100%" in err and "2/2" in err and "judging" in err  # progress on stderr
+    from llm_eval.judge import read_responses
+
+    kept = read_responses(scores)
+    assert len(kept) == 2 and all(isinstance(text, str) for text in kept.values())
+    fake_judge.script = by_record
+    second = evaluate_judge(UNANSWERED, host=fake_judge.url, **options)
+    assert second["scores"] == [90, 45] and len(loads) == 1  # judged again, not generated again
+    responses = {line["model_response"] for line in read_scores(scores).values() if line["ok"]}
+    assert responses == set(kept.values())
+    third = evaluate_judge(UNANSWERED, host="http://127.0.0.1:9", **options)  # all done: no server needed
+    assert third["resumed"] == 2 and len(loads) == 1
+
+
+def test_a_changed_token_budget_generates_again(fake_judge, gpt2_checkpoint, tmp_path, loads) -> None:
+    fake_judge.script = by_record
+    for budget in (2, 2, 3):
+        evaluate_judge(
+            UNANSWERED, checkpoint=gpt2_checkpoint, host=fake_judge.url, scores=tmp_path / "s.jsonl",
+            max_new_tokens=budget, progress=False,
+        )  # fmt: skip
+    assert len(loads) == 2
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ({"kye": "k"}, "unknown key 'kye' (did you mean 'key'?)"),
+        (
+            {"key": "k", "index": 0, "instruction": "i", "output": "o", "model_response": "r"},
+            "missing key 'score'",
+        ),
+        (
+            {"kind": "response", "key": "k", "checkpoint": "c", "model_respons": "x", "time": 0},
+            "model_respons",
+        ),
+        ([1, 2], "expected a JSON object, found list"),
+    ],
+)
+def test_a_scores_line_with_wrong_keys_is_a_data_error_naming_the_line(tmp_path, line, message) -> None:
+    scores = tmp_path / "s.jsonl"
+    scores.write_text(json.dumps(line) + "\n")
+    with pytest.raises(DataError) as info:
+        read_scores(scores)
+    assert str(info.value).startswith(f"{scores}:1: ") and message in str(info.value)

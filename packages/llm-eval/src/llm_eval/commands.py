@@ -14,6 +14,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from llm_core.errors import ConfigError
+from llm_model.commands import NoVerify
 
 __all__ = ["evaluate_command", "judge_command", "parse_evaluator_args", "run_evaluator", "serve_command"]
 
@@ -93,12 +94,15 @@ def evaluate_command(
         Optional[Path], typer.Option("--out", help="Write the JSON report here (atomically).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON.")] = False,
+    no_verify: NoVerify = False,
 ) -> None:
     """Run any registered evaluator; other options go to it, e.g. --checkpoint DIR --text FILE --stride 64."""
     from llm_eval.reports import json_safe, write_report
+    from llm_model.checkpoint import checksum_verification
 
     args, kwargs = parse_evaluator_args(list(ctx.args))
-    report = run_evaluator(name, *args, **kwargs)
+    with checksum_verification(not no_verify):
+        report = run_evaluator(name, *args, **kwargs)
     if out is not None:
         write_report(out, report)
     typer.echo(json.dumps(json_safe(report), indent=2) if as_json else _summary(report))
@@ -129,23 +133,34 @@ def judge_command(
     review: Annotated[
         Optional[Path], typer.Option("--review", help="Write an HTML review page here.")
     ] = None,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show progress bars on stderr.")
+    ] = True,
+    no_verify: NoVerify = False,
 ) -> None:
-    """Score model responses 0-100 with a judge model on an Ollama or OpenAI-compatible server."""
-    from llm_eval.reports import write_report
+    """Score model responses 0-100 with a judge model on an Ollama or OpenAI-compatible server.
 
-    report = run_evaluator(
-        "judge",
-        records,
-        scores=scores,
-        backend=backend,
-        host=host,
-        model=model,
-        checkpoint=checkpoint,
-        max_tries=max_tries,
-        concurrency=concurrency,
-        timeout=timeout,
-        review=review,
-    )
+    The judge server and model are checked before any response is generated;
+    generated responses are kept in the scores file, so a re-run reuses them.
+    """
+    from llm_eval.reports import write_report
+    from llm_model.checkpoint import checksum_verification
+
+    with checksum_verification(not no_verify):
+        report = run_evaluator(
+            "judge",
+            records,
+            scores=scores,
+            backend=backend,
+            host=host,
+            model=model,
+            checkpoint=checkpoint,
+            max_tries=max_tries,
+            concurrency=concurrency,
+            timeout=timeout,
+            review=review,
+            progress=progress,
+        )
     if out is not None:
         write_report(out, report)
     mean = report["mean_score"]
@@ -188,6 +203,7 @@ def serve_command(
         float,
         typer.Option("--request-timeout", help="Seconds a client has to send its headers, and its body."),
     ] = 30.0,
+    no_verify: NoVerify = False,
 ) -> None:
     """Serve a checkpoint with the Ollama (/api/*) and OpenAI (/v1/*) APIs, streaming included.
 
@@ -195,8 +211,12 @@ def serve_command(
     """
     from llm_eval.limits import ServerLimits
     from llm_eval.server import serve
+    from llm_model.checkpoint import checksum_verification
 
     limits = ServerLimits(
         max_body_bytes=max_body_bytes, max_tokens=max_tokens, request_timeout=request_timeout
     )
-    serve(checkpoint, host, port, tokenizer=tokenizer, name=name, allow_remote=allow_remote, limits=limits)
+    with checksum_verification(not no_verify):
+        serve(
+            checkpoint, host, port, tokenizer=tokenizer, name=name, allow_remote=allow_remote, limits=limits
+        )
