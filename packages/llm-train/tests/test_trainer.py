@@ -246,3 +246,66 @@ def test_dataset_loader_reshuffles_per_epoch_and_resumes() -> None:
     assert [next(restored)[0].tolist() for _ in range(4)] == expected
     with pytest.raises(DataError, match="fewer than one batch"):
         DatasetLoader([1, 2], batch_size=3, seed=0, collate=collate)
+
+
+def test_a_misspelled_data_loader_key_is_named() -> None:
+    from llm_train import DatasetLoader
+
+    loader = DatasetLoader(list(range(10)), batch_size=3, seed=1, collate=lambda rows: (torch.tensor(rows),))
+    with pytest.raises(CheckpointError, match=r"unknown key 'postion' \(did you mean 'position'\?\)"):
+        loader.load_state_dict({"epoch": 0, "postion": 3})
+
+
+def rewrite_state(path: Path, change, *, reseal: bool) -> None:
+    """Edit a checkpoint's trainer_state.json; ``reseal`` recomputes its own sha256 (a deliberate edit)."""
+    from llm_train.checkpoint import _state_digest
+
+    state = json.loads(path.read_text())
+    change(state)
+    if reseal:
+        state["sha256"] = _state_digest(state)
+    path.write_text(json.dumps(state))
+
+
+@pytest.mark.parametrize("reseal", [False, True], ids=["flipped", "resealed"])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda s: s.__setitem__("fmrmat_version", s.pop("format_version")),
+            r"unknown key 'fmrmat_version' \(did you mean 'format_version'\?\); missing key 'format_version'",
+        ),
+        (lambda s: s.__setitem__("note", 1), r"unknown key 'note'"),
+        (lambda s: s.pop("world_size"), r"missing key 'world_size'"),
+        (lambda s: s["rng"].__setitem__("pyton", s["rng"].pop("python")), r"'rng': unknown key 'pyton'"),
+        (lambda s: s.__setitem__("format_version", 9), r"format_version 9 is not one this version reads"),
+    ],
+    ids=["misspelled", "unknown", "missing", "nested", "future-format"],
+)
+def test_every_trainer_state_key_is_checked(tokens, tmp_path: Path, change, message, reseal: bool) -> None:
+    make_trainer(tokens, tmp_path / "run", max_steps=4).fit()
+    checkpoint = tmp_path / "run" / "step-0000004"
+    rewrite_state(checkpoint / "trainer_state.json", change, reseal=reseal)
+    with pytest.raises(CheckpointError, match=message) as caught:
+        load_training_checkpoint(checkpoint)
+    assert "trainer_state.json" in str(caught.value)
+
+
+def test_a_misspelled_key_in_the_recorded_config_stops_the_resume(tokens, tmp_path: Path) -> None:
+    make_trainer(tokens, tmp_path / "run", max_steps=4).fit()
+    checkpoint = tmp_path / "run" / "step-0000004"
+    change = lambda s: s["config"].__setitem__("lr_", s["config"].pop("lr"))  # noqa: E731
+    rewrite_state(checkpoint / "trainer_state.json", change, reseal=True)
+    with pytest.raises(CheckpointError, match=r"trainer_state.json: 'config': unknown key 'lr_'"):
+        make_trainer(tokens, tmp_path / "run", max_steps=8).fit(resume=True)
+
+
+def test_train_config_json_keys_are_checked(tmp_path: Path) -> None:
+    from llm_train.config import read_train_config
+
+    (tmp_path / "train_config.json").write_text(json.dumps({**tiny_config().to_dict(), "bach_size": 3}))
+    with pytest.raises(ConfigError, match=r"train_config.json: unknown key 'bach_size' \(did you mean"):
+        read_train_config(tmp_path)
+    (tmp_path / "train_config.json").write_text(json.dumps({"lr": "fast"}))
+    with pytest.raises(ConfigError, match=r"train_config.json: 'lr': expected a number"):
+        read_train_config(tmp_path)

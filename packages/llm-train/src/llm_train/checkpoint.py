@@ -50,10 +50,10 @@ STATE_FORMAT = 3
 #: Keys every trainer state has, by format (checked on load: a damaged, misspelled or unknown
 #: key is a CheckpointError naming it, not a KeyError or a silently different state).
 STATE_KEYS = (
-    "step", "tokens_seen", "examples_seen", "best_val", "last_val", "initial_val", "elapsed_s",
+    "step", "tokens_seen", "examples_seen", "best_val", "last_val", "initial_val",
     "rng", "data", "config", "optimizer", "files", "format_version",
 )  # fmt: skip
-_KEYS_SINCE = {2: ("sha256",), 3: ("world_size",)}
+_KEYS_SINCE = {2: ("sha256", "elapsed_s"), 3: ("world_size",)}
 _RNG_KEYS = ("python", "numpy", "torch")
 _OPTIMIZER_META_KEYS = ("param_groups", "scalars")
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -227,7 +227,7 @@ def verify_training_checkpoint(path: Path) -> dict[str, Any]:
     state_path = path / STATE_FILE
     try:
         state = json.loads(state_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise CheckpointError(
             f"{state_path}: unreadable trainer state ({exc}); "
             f"delete {path} to resume from an older checkpoint"
@@ -246,15 +246,15 @@ def verify_training_checkpoint(path: Path) -> dict[str, Any]:
     check_keys(
         state, required=[*STATE_KEYS, *added], optional=later, source=str(state_path), error=CheckpointError
     )
+    for key, keys in (("rng", _RNG_KEYS), ("optimizer", _OPTIMIZER_META_KEYS)):
+        if not isinstance(state[key], dict):
+            raise CheckpointError(f"{state_path}: '{key}' must be an object, got {type(state[key]).__name__}")
+        check_keys(state[key], required=keys, source=f"{state_path}: '{key}'", error=CheckpointError)
     if version >= 2 and state["sha256"] != _state_digest(state):
         raise CheckpointError(
             f"{state_path}: checksum mismatch (the trainer state is corrupt or was modified); "
             f"delete {path} to resume from an older checkpoint"
         )
-    for key, keys in (("rng", _RNG_KEYS), ("optimizer", _OPTIMIZER_META_KEYS)):
-        if not isinstance(state[key], dict):
-            raise CheckpointError(f"{state_path}: '{key}' must be an object, got {type(state[key]).__name__}")
-        check_keys(state[key], required=keys, source=f"{state_path}: '{key}'", error=CheckpointError)
     if not isinstance(state["files"], dict):
         raise CheckpointError(f"{state_path}: 'files' must be an object, got {type(state['files']).__name__}")
     for name, expected in state["files"].items():

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from llm_core.errors import DataError
+from llm_core.config_io import check_keys
+from llm_core.errors import CheckpointError, DataError
 from llm_data import WindowLoader
 from llm_model import accepts_targets
 
@@ -108,7 +109,11 @@ class DatasetLoader:
         return {"epoch": self.epoch, "position": self.position}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        check_keys(state, required=("epoch", "position"), source="data loader state", error=CheckpointError)
+        try:
+            self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"data loader state: malformed position ({exc})") from None
         self._order = self._permutation()
 
 
