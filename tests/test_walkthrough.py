@@ -8,6 +8,7 @@ failure message.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -25,10 +26,7 @@ def walkthrough_script(port: int) -> str:
     """The page's ```bash blocks as one script (stop at the first failing command)."""
     blocks = re.findall(r"```bash\n(.*?)```", WALKTHROUGH.read_text(encoding="utf-8"), flags=re.DOTALL)
     lines = [
-        line
-        for block in blocks
-        for line in block.splitlines()
-        if not line.lstrip().startswith(INSTALL_LINES)
+        line for block in blocks for line in block.splitlines() if not line.lstrip().startswith(INSTALL_LINES)
     ]
     return "set -euo pipefail\n" + "\n".join(lines).replace("8123", str(port)) + "\n"
 
@@ -64,10 +62,8 @@ def test_the_walkthrough_runs_as_written(scratchlm_test_data: Path, tmp_path: Pa
         output, _ = process.communicate()
         raise AssertionError(f"the walkthrough did not finish in 15 minutes:\n{output[-4000:]}") from None
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # nothing of it outlives the test
-        except ProcessLookupError:
-            pass
     assert process.returncode == 0, output[-6000:]
     for made in ("data/the-verdict.txt", "runs/verdict/final", "runs/spam/final", "runs/judge.json"):
         assert (tmp_path / made).exists(), f"{made} missing after the walkthrough:\n{output[-3000:]}"
