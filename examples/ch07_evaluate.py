@@ -54,7 +54,10 @@ def verdict_dir(given: Path | None) -> Path:
     """The book's data folder (see book_data.py), which must hold the-verdict.txt."""
     found = data_dir(given) or BOOK_DATA
     if not Path(found, "the-verdict.txt").is_file():
-        raise SystemExit(f"error: no the-verdict.txt in {found}; pass --data-dir (see ../shared/data)")
+        raise SystemExit(
+            f"error: no the-verdict.txt in {found}; `scratchlm download --out DIR` fetches it, "
+            "then pass --data-dir DIR"
+        )
     return Path(found)
 
 
