@@ -203,18 +203,30 @@ def serve_command(
         float,
         typer.Option("--request-timeout", help="Seconds a client has to send its headers, and its body."),
     ] = 30.0,
+    shutdown_grace: Annotated[
+        float,
+        typer.Option(
+            "--shutdown-grace",
+            help="Seconds the answers in progress may go on after Ctrl-C/SIGTERM before they are ended.",
+        ),
+    ] = 3.0,
     no_verify: NoVerify = False,
 ) -> None:
     """Serve a checkpoint with the Ollama (/api/*) and OpenAI (/v1/*) APIs, streaming included.
 
-    Prints "scratchlm serve: listening on URL" once it accepts connections; Ctrl-C stops it.
+    Prints "scratchlm serve: listening on URL" once it accepts connections. Ctrl-C or SIGTERM
+    stop it: no new connections, the answers in progress end (with their final chunk) within
+    --shutdown-grace seconds, exit status 0.
     """
     from llm_eval.limits import ServerLimits
     from llm_eval.server import serve
     from llm_model.checkpoint import checksum_verification
 
     limits = ServerLimits(
-        max_body_bytes=max_body_bytes, max_tokens=max_tokens, request_timeout=request_timeout
+        max_body_bytes=max_body_bytes,
+        max_tokens=max_tokens,
+        request_timeout=request_timeout,
+        shutdown_grace=shutdown_grace,
     )
     with checksum_verification(not no_verify):
         serve(

@@ -43,13 +43,16 @@ class ServerLimits:
     Ollama's ``num_predict: -1`` means this many). ``request_timeout``: seconds a
     client has to send its request line and headers, and again its body (408 for
     a late body; the connection is closed for late headers). ``keep_alive``:
-    seconds an idle kept-alive connection stays open.
+    seconds an idle kept-alive connection stays open. ``shutdown_grace``: seconds
+    the generations in progress may go on after Ctrl-C or SIGTERM before they are
+    ended with a final chunk (``done_reason: "shutdown"``); 0 ends them at once.
     """
 
     max_body_bytes: int = 1 << 20
     max_tokens: int = 4096
     request_timeout: float = 30.0
     keep_alive: float = 5.0
+    shutdown_grace: float = 3.0
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_tokens"):
@@ -60,6 +63,9 @@ class ServerLimits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
                 raise ConfigError(f"{name}: expected a positive number of seconds, got {value!r}")
+        grace = self.shutdown_grace
+        if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace < math.inf:
+            raise ConfigError(f"shutdown_grace: expected a number of seconds >= 0, got {grace!r}")
 
 
 def _error_body(path: str, status: int, message: str) -> bytes:

@@ -10,7 +10,11 @@ Endpoints:
 Generation uses :func:`llm_model.stream_tokens` (KV cache). One request runs
 the model at a time, on one generation thread; the others wait their turn in
 arrival order, and a client that disconnects stops its generation at the next
-token (or before it starts). Chat messages are turned
+token (or before it starts). On Ctrl-C or SIGTERM the server stops accepting
+connections, lets the generations in progress go on for
+``ServerLimits.shutdown_grace`` seconds, then ends each with its final chunk
+(Ollama: ``"done": true, "done_reason": "shutdown"``; OpenAI: a ``finish_reason``
+then ``data: [DONE]``) and exits with status 0. Chat messages are turned
 into the book's Alpaca prompt (:func:`chat_prompt`). ``/api/generate`` and
 ``/v1/completions`` continue the prompt text as is.
 
@@ -32,6 +36,7 @@ import hashlib
 import json
 import math
 import os
+import signal
 import socket
 import sys
 import threading
@@ -159,6 +164,16 @@ class ModelRunner:
         #: The one thread generations run on, in arrival order (one thread: one malloc arena, flat memory).
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scratchlm-generate")
         self.created = int(time.time())
+        #: Set once the server shuts down: generations end (or do not start) with ``done_reason="shutdown"``.
+        self.closing = threading.Event()
+        #: The cancel events of the requests in progress or waiting (touched on the event loop's thread only).
+        self.active: set[threading.Event] = set()
+
+    def close(self) -> None:
+        """End every generation in progress or waiting, each with its final chunk (server shutdown)."""
+        self.closing.set()
+        for cancel in list(self.active):
+            cancel.set()
 
     def accepts(self, model: Any) -> bool:
         """Whether a request's ``model`` names this model (``name`` or ``name:latest``)."""
@@ -207,7 +222,7 @@ class ModelRunner:
         )
         for token in stream:
             if cancel.is_set():
-                stats["done_reason"] = "cancelled"
+                stats["done_reason"] = "shutdown" if self.closing.is_set() else "cancelled"
                 return
             token_id = int(token[0])
             if token_id == self.eos_id:
@@ -239,9 +254,22 @@ class ModelRunner:
     ) -> None:
         """Generate under the model lock; ``put`` text pieces, then the stats or an error.
 
-        Nothing happens when ``cancel`` is already set (the client left while it waited).
+        Nothing happens when ``cancel`` is already set (the client left while it waited),
+        except during shutdown: then the request gets its final event with no tokens.
         """
         if cancel.is_set():
+            if self.closing.is_set():
+                put(
+                    (
+                        "done",
+                        {
+                            "prompt_tokens": len(ids),
+                            "completion_tokens": 0,
+                            "done_reason": "shutdown",
+                            "duration_ns": 0,
+                        },
+                    )
+                )
             return
         try:
             with self.lock:
@@ -276,6 +304,9 @@ async def _events(
         except RuntimeError:  # the event loop is gone (server shut down)
             cancel.set()
 
+    runner.active.add(cancel)
+    if runner.closing.is_set():
+        cancel.set()
     runner.executor.submit(runner.run, ids, options, put, cancel)
     try:
         while True:
@@ -285,6 +316,7 @@ async def _events(
                 return
     finally:
         cancel.set()
+        runner.active.discard(cancel)
 
 
 def _now() -> str:
@@ -727,10 +759,43 @@ def _uvicorn_config(app: Any, host: str, port: int, log_level: str) -> Any:
         port=port,
         log_level=log_level,
         lifespan="off",
-        timeout_graceful_shutdown=5,
+        # the generations end after shutdown_grace; uvicorn cancels what is left (with tracebacks) later
+        timeout_graceful_shutdown=math.ceil(limits.shutdown_grace) + 5,
         timeout_keep_alive=max(1, math.ceil(limits.keep_alive)),
         http=timed_h11_protocol(limits.request_timeout),
     )
+
+
+def _graceful_server(config: Any) -> Any:
+    """uvicorn's server that ends the generations ``shutdown_grace`` s into a shutdown; exits 0 on a signal.
+
+    uvicorn re-raises the signal that stopped it once it has shut down (Ctrl-C then
+    exits 130, SIGTERM kills the process); a server that shut down cleanly should not.
+    A second Ctrl-C ends the generations at once.
+    """
+    import uvicorn
+
+    state = getattr(config.app, "state", None)
+    runner: ModelRunner | None = getattr(state, "runner", None)
+    limits: ServerLimits = getattr(state, "limits", None) or ServerLimits()
+
+    class GracefulServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if self.should_exit and sig == signal.SIGINT and runner is not None:
+                runner.close()  # the second Ctrl-C: do not wait for the grace period
+            self.should_exit = True
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            ending = None
+            if runner is not None:
+                ending = asyncio.get_running_loop().call_later(limits.shutdown_grace, runner.close)
+            try:
+                await super().shutdown(sockets)
+            finally:
+                if ending is not None:
+                    ending.cancel()
+
+    return GracefulServer(config)
 
 
 def _bound_port(server: Any, port: int) -> int:
@@ -754,11 +819,9 @@ def start_server(
     A non-loopback ``host`` needs ``allow_remote=True`` (the server has no authentication).
     """
     _require_serve()
-    import uvicorn
-
     check_host(host, allow_remote)
     _check_port(host, port)
-    server = uvicorn.Server(_uvicorn_config(app, host, port, log_level))
+    server = _graceful_server(_uvicorn_config(app, host, port, log_level))
     thread = threading.Thread(target=server.run, name=f"scratchlm-serve-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
@@ -797,24 +860,24 @@ def serve(
     allow_remote: bool = False,
     limits: ServerLimits | None = None,
 ) -> None:
-    """Serve a checkpoint until interrupted (Ctrl-C or SIGTERM finish the open requests, then exit).
+    """Serve a checkpoint until interrupted (Ctrl-C or SIGTERM end the open requests cleanly, then return).
 
     Once it accepts connections it prints :data:`READY_LINE` with the real URL to
     stderr (``port=0`` lets the OS choose a free port). A non-loopback ``host``
     needs ``allow_remote=True``.
     """
     _require_serve()
-    import uvicorn
-
     check_host(host, allow_remote)
     _check_port(host, port)
     runner = load_runner(checkpoint, tokenizer=tokenizer, name=name, device=device)
+    server = _graceful_server(_uvicorn_config(create_app(runner, limits), host, port, log_level))
+    startup = server.startup
 
-    class AnnouncingServer(uvicorn.Server):
-        async def startup(self, sockets: Any = None) -> None:
-            await super().startup(sockets)
-            if self.started:
-                url = RunningServer(self, threading.current_thread(), host, _bound_port(self, port)).url
-                print(READY_LINE.format(url=url), file=sys.stderr, flush=True)
+    async def announcing_startup(sockets: Any = None) -> None:
+        await startup(sockets)
+        if server.started:
+            url = RunningServer(server, threading.current_thread(), host, _bound_port(server, port)).url
+            print(READY_LINE.format(url=url), file=sys.stderr, flush=True)
 
-    AnnouncingServer(_uvicorn_config(create_app(runner, limits), host, port, log_level)).run()
+    server.startup = announcing_startup
+    server.run()

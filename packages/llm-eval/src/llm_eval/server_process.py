@@ -57,7 +57,11 @@ class ServerProcess:
         return None
 
     def stop(self, timeout: float = 15.0) -> int:
-        """SIGTERM (uvicorn finishes the open requests), SIGKILL after ``timeout`` s; the exit status."""
+        """SIGTERM, SIGKILL after ``timeout`` s; the exit status (0 for a clean shutdown).
+
+        On SIGTERM the server stops accepting connections and ends the answers in
+        progress, each with its final chunk, within its ``--shutdown-grace``.
+        """
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
