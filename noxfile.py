@@ -9,11 +9,17 @@ installs torch pins ``torch==$SCRATCHLM_TORCH`` (default 2.13.0) under Python
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
+import json
 import os
+import shutil
+import socket
+import subprocess
 import time
+import urllib.request
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +44,16 @@ PYTHON = os.environ.get("SCRATCHLM_PYTHON", "3.11")
 TORCH = os.environ.get("SCRATCHLM_TORCH", "2.13.0")
 #: Oldest torch the packages support (their `torch>=` lower bound) and the matrix tests.
 TORCH_OLDEST = "2.5.1"
-MATRIX_PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
-MATRIX_TORCH = [TORCH_OLDEST, "2.13.0", "newest"]
+#: `nox -s matrix`: (Python, torch) cells. The first is every other session's default; the
+#: corners are the oldest Python with the oldest torch declared and the newest Python with the
+#: newest torch pip installs here (the reference machine caps pip at torch<=2.14.1).
+MATRIX_CELLS = [
+    (PYTHON, TORCH),
+    ("3.10", TORCH_OLDEST),
+    ("3.12", "2.9.1"),
+    ("3.11", "2.14.1"),
+    ("3.13", "2.14.1"),
+]
 #: Extra things a package's own tests need besides its `[test]` extra.
 TEST_FIXTURES = {
     "llm-core": [
@@ -55,6 +69,10 @@ TEST_ENV = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
 
 
 ROOT = Path(__file__).resolve().parent
+#: `nox -s build` writes every wheel and sdist here; `nox -s index` serves them.
+DIST = ROOT / "dist"
+#: Where the matrix records each cell's results; `scripts/gen_compatibility.py` makes the docs table.
+COMPATIBILITY = ROOT / "docs" / "compatibility.json"
 #: pytest's JUnit XML of each session, read back for the closing summary (passed / skipped, and why).
 REPORTS = ROOT / ".nox" / "_reports"
 #: (session, status, seconds) of every session this nox process ran, in order.
@@ -134,9 +152,49 @@ def install_torch(session: nox.Session, version: str = TORCH) -> None:
         session.install(f"torch=={version}")
 
 
+def local_constraints(session: nox.Session, torch: str | None = TORCH) -> str:
+    """Write a pip constraints file that pins every llm-* name to its checkout directory.
+
+    The packages require each other by name (``llm-core>=0.2,<0.3``). A sibling that is not on
+    pip's command line would be looked up on an index, and PyPI may hold an unrelated project
+    with that name: with these constraints such a requirement resolves to ``packages/<name>``
+    of this checkout or fails. ``torch`` (when given) is pinned the same way.
+    """
+    lines = [f"{name} @ {(ROOT / 'packages' / name).as_uri()}" for name in PACKAGES]
+    if torch is not None:
+        lines.append(f"torch=={torch}")
+    path = Path(session.create_tmp()) / "local-constraints.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+#: Run in a session's environment: fails if any installed llm-* distribution is not this checkout's.
+_CHECK_LOCAL = """
+import json, sys
+from importlib.metadata import distributions
+root = sys.argv[1]
+bad = []
+for dist in distributions():
+    name = dist.metadata["Name"]
+    if not name.lower().startswith("llm-"):
+        continue
+    url = json.loads(dist.read_text("direct_url.json") or "{}").get("url", "")
+    if not url.startswith(root):
+        bad.append(f"{name} {dist.version} from {url or 'an index'}")
+if bad:
+    sys.exit("llm-* packages not installed from this checkout: " + "; ".join(bad))
+"""
+
+
+def install_local(session: nox.Session, *requirements: str, torch: str | None = TORCH) -> None:
+    """``pip install`` with every llm-* name resolved to this checkout, then check that it was."""
+    session.install(*requirements, "-c", local_constraints(session, torch))
+    session.run("python", "-c", _CHECK_LOCAL, (ROOT / "packages").as_uri(), silent=True)
+
+
 def install_all(session: nox.Session, torch: str = TORCH) -> None:
     install_torch(session, torch)
-    session.install(*ALL_PACKAGES, *TEST_FIXTURES["llm-core"])
+    install_local(session, *ALL_PACKAGES, *TEST_FIXTURES["llm-core"], torch=torch)
 
 
 @nox.session(python=PYTHON, tags=["ci"])
@@ -147,7 +205,7 @@ def tests(session: nox.Session, package: str) -> None:
     if package != "llm-core":
         install_torch(session)
     extras = TEST_EXTRAS.get(package, "test")
-    session.install(f"packages/{package}[{extras}]", *TEST_FIXTURES.get(package, []))
+    install_local(session, f"packages/{package}[{extras}]", *TEST_FIXTURES.get(package, []))
     run_pytest(session, f"packages/{package}/tests", *session.posargs)
 
 
@@ -159,15 +217,246 @@ def integration(session: nox.Session) -> None:
     run_pytest(session, "tests", *session.posargs)
 
 
-@nox.session(python=MATRIX_PYTHONS)
-@nox.parametrize("torch", MATRIX_TORCH, ids=MATRIX_TORCH)
+def _junit_totals(report: Path) -> dict[str, int]:
+    """passed / failed / errors / skipped of one pytest JUnit XML report."""
+    totals = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+    for case in ElementTree.parse(report).getroot().iter("testcase"):
+        if case.find("failure") is not None:
+            totals["failed"] += 1
+        elif case.find("error") is not None:
+            totals["errors"] += 1
+        elif case.find("skipped") is not None:
+            totals["skipped"] += 1
+        else:
+            totals["passed"] += 1
+    return totals
+
+
+def _record_cell(cell: dict[str, Any]) -> None:
+    """Put one cell's results into docs/compatibility.json (replacing that cell's old row)."""
+    rows = json.loads(COMPATIBILITY.read_text(encoding="utf-8")) if COMPATIBILITY.is_file() else []
+    rows = [row for row in rows if row["cell"] != cell["cell"]] + [cell]
+    order = [f"py{p}-torch{t}" for p, t in MATRIX_CELLS]
+    rows.sort(key=lambda row: (order.index(row["cell"]) if row["cell"] in order else len(order), row["cell"]))
+    COMPATIBILITY.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+
+
+@nox.session
+@nox.parametrize(
+    "python,torch", MATRIX_CELLS, ids=[f"py{python}-torch{torch}" for python, torch in MATRIX_CELLS]
+)
 @timed
 def matrix(session: nox.Session, torch: str) -> None:
-    """Every package's tests on Python 3.10-3.13 x torch (oldest, 2.13.0, newest). Needs a network."""
-    if session.python == "3.13" and torch == TORCH_OLDEST:
-        session.skip("torch 2.5 has no Python 3.13 wheels")
-    install_all(session, torch)
-    session.run("pytest", *[f"packages/{p}/tests" for p in PACKAGES], "tests", *session.posargs, env=TEST_ENV)
+    """The seven package test suites on one (Python, torch) cell; results into docs/compatibility.json.
+
+    Not in CI: each cell but the default downloads torch (GB), so the cell's virtualenv is
+    removed when it ends (SCRATCHLM_MATRIX_KEEP=1 keeps it). Run one cell with
+    `nox -s "matrix(py3.10-torch2.5.1)"`, then `python scripts/gen_compatibility.py`.
+    """
+    cell_id = f"py{session.python}-torch{torch}"
+    start = time.perf_counter()
+    try:
+        install_all(session, torch)
+        versions = session.run(
+            "python", "-c", "import sys, torch; print(sys.version.split()[0], torch.__version__)", silent=True
+        )
+        python_version, torch_version = str(versions).split()[-2:]
+        data = book_data()
+        env = {**TEST_ENV, **({"SCRATCHLM_TEST_DATA": str(data)} if data else {})}
+        reports = Path(session.create_tmp())
+        packages = {}
+        for package in PACKAGES:
+            report = reports / f"{package}.xml"
+            report.unlink(missing_ok=True)
+            session.run(
+                "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
+                f"packages/{package}/tests", *session.posargs, env=env, success_codes=[0, 1, 2, 5],
+            )  # fmt: skip
+            packages[package] = _junit_totals(report)
+        totals = {key: sum(counts[key] for counts in packages.values()) for key in packages["llm-core"]}
+        cell = {
+            "cell": cell_id,
+            "python": python_version,
+            "torch": torch_version,
+            **totals,
+            "seconds": round(time.perf_counter() - start),
+            "date": time.strftime("%Y-%m-%d"),
+            "packages": packages,
+        }
+        _record_cell(cell)
+        session.run("python", "scripts/gen_compatibility.py")
+        if totals["failed"] or totals["errors"]:
+            failing = [name for name, counts in packages.items() if counts["failed"] or counts["errors"]]
+            session.error(f"{cell_id}: failures in {', '.join(failing)}")
+    finally:
+        if os.environ.get("SCRATCHLM_MATRIX_KEEP") != "1" and session.virtualenv.location:
+            shutil.rmtree(session.virtualenv.location, ignore_errors=True)
+
+
+@nox.session(python=PYTHON, tags=["ci"])
+@timed
+def build(session: nox.Session) -> None:
+    """A wheel and an sdist of each package into dist/ (`python -m build`), then check them.
+
+    `twine check --strict` (what an index renders), `check-wheel-contents`, and
+    `scripts/check_dists.py`: one wheel and sdist per package at VERSION, no direct reference in
+    any Requires-Dist, siblings by name with the family's range, description, license,
+    classifiers, project URLs and py.typed present.
+    """
+    session.install("build>=1.2", "twine>=6.1", "check-wheel-contents>=0.6", "packaging>=24")
+    session.run("python", "scripts/family_version.py", "check")
+    shutil.rmtree(DIST, ignore_errors=True)
+    for package in PACKAGES:
+        session.run("python", "-m", "build", "--outdir", str(DIST), f"packages/{package}", silent=True)
+    built = sorted(str(path) for path in DIST.iterdir())
+    session.run("twine", "check", "--strict", *built)
+    session.run("check-wheel-contents", *[path for path in built if path.endswith(".whl")])
+    session.run("python", "scripts/check_dists.py", str(DIST))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def pypiserver(session: nox.Session, packages: Path) -> Iterator[str]:
+    """Serve ``packages`` with pypiserver on 127.0.0.1 (a free port); yield the simple index URL.
+
+    A name the directory does not hold is redirected to PyPI (pypiserver's fallback), so pip
+    finds third-party dependencies with this one index URL, and an llm-* name can only come
+    from ``packages``. The server is stopped when the block ends, whatever happens.
+    """
+    port = _free_port()
+    log_path = Path(session.create_tmp()) / "pypiserver.log"
+    command = [
+        str(Path(session.bin) / "pypi-server"), "run", "--host", "127.0.0.1", "--port", str(port),
+        "--authenticate", ".", "--passwords", ".", "--fallback-url", "https://pypi.org/simple/",
+        str(packages),
+    ]  # fmt: skip
+    with open(log_path, "w", encoding="utf-8") as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}/simple/"
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    with urllib.request.urlopen(url, timeout=2):
+                        break
+                except OSError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        session.error(f"pypiserver did not start on port {port}: see {log_path}")
+                    time.sleep(0.3)
+            session.log(f"pypiserver (pid {server.pid}) serves {packages} at {url}")
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+#: Run in the fresh virtualenv: JSON {name: direct_url or null} of every installed distribution.
+_INSTALLED = """
+import json
+from importlib.metadata import distributions
+found = {}
+for dist in distributions():
+    direct = json.loads(dist.read_text("direct_url.json") or "null")
+    found[dist.metadata["Name"].lower().replace("_", "-")] = direct and direct.get("url")
+print(json.dumps(found))
+"""
+
+
+@nox.session(python=PYTHON, tags=["ci"])
+@timed
+def index(session: nox.Session) -> None:
+    """Install by name from a real index: pypiserver over dist/, a fresh virtualenv, no checkout.
+
+    `pip install llm-model` must bring exactly its declared siblings (not llm-train, not
+    transformers); then `llm-eval[serve]`; `scratchlm model-info` and a tiny `generate` run;
+    then each example plugin installs from its own directory, resolving llm-* from the index,
+    and passes its tests and the conformance suite. Every llm-* file must come from the server.
+    Builds dist/ first when it lacks this version's wheels (`nox -s build` does it in CI).
+    """
+    version = (ROOT / "VERSION").read_text(encoding="utf-8").strip()
+    wheels = [DIST / f"{p.replace('-', '_')}-{version}-py3-none-any.whl" for p in PACKAGES]
+    if not all(wheel.is_file() for wheel in wheels):
+        session.log(f"dist/ lacks the {version} wheels: building them")
+        session.install("build>=1.2")
+        for package in PACKAGES:
+            session.run("python", "-m", "build", "--wheel", "--outdir", str(DIST), f"packages/{package}")
+    session.install("pypiserver>=2.1")
+    tmp = Path(session.create_tmp())
+    venv = tmp / "by-name"
+    shutil.rmtree(venv, ignore_errors=True)
+    session.run("python", "-m", "venv", str(venv))
+    python = str(venv / "bin" / "python")
+    session.run(python, "-m", "pip", "install", "-q", f"torch=={TORCH}", external=True)
+
+    def installed() -> dict[str, str | None]:
+        output = session.run(python, "-c", _INSTALLED, external=True, silent=True)
+        return dict(json.loads(str(output).strip().splitlines()[-1]))
+
+    with pypiserver(session, DIST) as url:
+        server = url.removesuffix("simple/")
+
+        def install(*requirements: str) -> None:
+            """pip install from the index; fail unless every llm-* file came from the server."""
+            report = tmp / "report.json"
+            session.run(
+                python, "-m", "pip", "install", "-q", "--index-url", url, "--report", str(report),
+                *requirements, external=True,
+            )  # fmt: skip
+            for item in json.loads(report.read_text(encoding="utf-8"))["install"]:
+                name, source = item["metadata"]["name"], item["download_info"]["url"]
+                if name.startswith("llm-") and not source.startswith(server):
+                    session.error(f"{name} came from {source}, not from the local index {server}")
+
+        def expect(wanted: set[str], absent: set[str]) -> None:
+            found = installed()
+            family = {name for name in found if name.startswith("llm-")}
+            if family != wanted or absent & set(found):
+                session.error(
+                    f"installed llm-*: {sorted(family)}, expected {sorted(wanted)}; "
+                    f"must be absent: {sorted(absent & set(found)) or 'none are'}"
+                )
+            session.log(f"installed llm-*: {', '.join(sorted(family))}; none of {', '.join(sorted(absent))}")
+
+        install("llm-model")
+        expect({"llm-core", "llm-attention", "llm-model"}, {"llm-train", "llm-data", "transformers"})
+        scratchlm = str(venv / "bin" / "scratchlm")
+        session.run(scratchlm, "--version", external=True)
+        session.run(scratchlm, "model-info", "--preset", "gpt2-124m", external=True, env=TEST_ENV)
+        install("llm-eval[serve]")
+        wanted = {"llm-core", "llm-attention", "llm-model", "llm-data", "llm-eval"}
+        expect(wanted, {"llm-train", "llm-finetune", "transformers"})
+        if "fastapi" not in installed():
+            session.error("llm-eval[serve] did not install fastapi")
+        checkpoint = tmp / "tiny-checkpoint"
+        shutil.rmtree(checkpoint, ignore_errors=True)
+        session.run(python, "scripts/tiny_checkpoint.py", str(checkpoint), external=True, env=TEST_ENV)
+        session.run(
+            scratchlm, "generate", str(checkpoint), "The Python", "--max-new-tokens", "8",
+            external=True, env=TEST_ENV,
+        )  # fmt: skip
+        plugins = sorted(path for path in (ROOT / "examples" / "plugins").iterdir() if path.is_dir())
+        for plugin in plugins:
+            with session.chdir(plugin):
+                install(".[test]")
+        for name, source in installed().items():
+            if name.startswith("llm-") and source is not None:
+                session.error(f"{name} was installed from {source}, not by name from the index")
+    session.run(scratchlm, "plugins", external=True)
+    for plugin in plugins:
+        with session.chdir(plugin):
+            session.run(
+                python, "-m", "pytest", "-p", "llm_core.testing", "-q", "-p", "no:cacheprovider",
+                external=True, env=TEST_ENV,
+            )  # fmt: skip
 
 
 @nox.session(python=PYTHON, tags=["ci"])
@@ -195,7 +484,7 @@ def typecheck(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """Install everything and run `scratchlm demo` (pass options after --)."""
     install_torch(session)
-    session.install(*[f"packages/{p}" for p in PACKAGES], "packages/llm-train[plots]")
+    install_local(session, *[f"packages/{p}" for p in PACKAGES], "packages/llm-train[plots]")
     session.run("scratchlm", "demo", *session.posargs)
 
 
@@ -286,7 +575,7 @@ RELIABILITY_REQUIREMENTS = "tests/reliability/requirements.txt"
 def install_reliability(session: nox.Session, *extra: str) -> None:
     """Every package with its test extra (not llm-core's plugin fixtures: their warnings are noise here)."""
     install_torch(session)
-    session.install(*ALL_PACKAGES)
+    install_local(session, *ALL_PACKAGES)
     session.install("-r", RELIABILITY_REQUIREMENTS, *extra)
 
 

@@ -22,11 +22,31 @@ EXIT_ERROR = 2
 _state: dict[str, bool] = {"debug": False}
 
 
+def version_lines() -> list[str]:
+    """``scratchlm --version``: llm-core's version, then each installed llm-* package's.
+
+    A package outside llm-core's minor series (a mixed install) is marked.
+    """
+    from llm_core import __version__
+    from llm_core.versions import installed_versions
+
+    versions = installed_versions()
+    series = __version__.split(".")[:2]
+    lines = [f"scratchlm {__version__}"]
+    for name, version in versions.items():
+        if version is None:
+            continue
+        mark = "" if version.split(".")[:2] == series else f"  (not llm-core's {'.'.join(series)} series)"
+        lines.append(f"  {name:<14} {version}{mark}")
+    missing = [name for name, version in versions.items() if version is None]
+    if missing:
+        lines.append(f"  not installed: {', '.join(missing)}")
+    return lines
+
+
 def _version_callback(value: bool) -> None:
     if value:
-        from llm_core import __version__
-
-        typer.echo(f"scratchlm (llm-core) {__version__}")
+        typer.echo("\n".join(version_lines()))
         raise typer.Exit()
 
 
@@ -48,7 +68,7 @@ def build_app() -> typer.Typer:
             "--version",
             callback=_version_callback,
             is_eager=True,
-            help="Print the scratchlm version and exit.",
+            help="Print the version of each installed scratchlm package and exit.",
         ),
         debug: bool = typer.Option(
             False, "--debug", help="Show full tracebacks instead of one-line error messages."

@@ -3,7 +3,9 @@
 Built-in plugins are the ``scratchlm`` entry points of the seven scratchlm
 distributions; everything else is third-party. ``SCRATCHLM_PLUGINS`` (a
 comma-separated list of entry-point or distribution names) limits which
-third-party plugins load; an empty value loads built-ins only.
+third-party plugins load; an empty value loads built-ins only. A plugin whose
+distribution requires llm-* versions that are not installed is reported at the
+``version`` stage and not imported (see :mod:`llm_core.versions`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from llm_core import hookspecs
 from llm_core.errors import DataError, PluginError
 from llm_core.providers import TOKENIZER_FORMAT_PACKAGES, install_hint
 from llm_core.registry import KINDS, Entry, Registry
+from llm_core.versions import installed_versions, unmet_requirements
 
 __all__ = [
     "BUILTIN_DISTRIBUTIONS",
@@ -56,7 +59,7 @@ def _normalise(name: str) -> str:
 
 @dataclass(frozen=True)
 class PluginProblem:
-    """A plugin that failed: at ``stage`` 'import', 'hook:<name>', 'register' or 'filter'."""
+    """A plugin that failed: at ``stage`` 'version', 'import', 'hook:<name>', 'register' or 'filter'."""
 
     plugin: str
     stage: str
@@ -114,6 +117,7 @@ class PluginManager:
         """Load built-in and (filtered) third-party entry points of the ``scratchlm`` group."""
         wanted = None if selection is None else {_normalise(s) for s in selection.split(",") if s.strip()}
         seen: set[str] = set()
+        versions = installed_versions()
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             dist_name = ep.dist.name if ep.dist is not None else None
             version = ep.dist.version if ep.dist is not None else None
@@ -125,6 +129,14 @@ class PluginManager:
                 if not names & wanted:
                     continue
                 seen |= names & wanted
+            unmet = unmet_requirements(ep.dist.requires or [], versions) if ep.dist is not None else []
+            if unmet:  # importing it could fail anywhere: say which versions it needs instead
+                who = f"{dist_name} {version}" if dist_name else ep.name
+                message = f"{who} requires {'; '.join(unmet)}; install versions that match"
+                self._record(ep.name, "version", message)
+                self._info[ep.name] = PluginInfo(ep.name, dist_name, version, builtin, loaded=False)
+                self._info[ep.name].errors.append(f"version: {message}")
+                continue
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken plugin must not break the others

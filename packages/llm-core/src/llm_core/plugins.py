@@ -42,6 +42,10 @@ def register_commands(cli: typer.Typer) -> None:
             ]
             typer.echo(json.dumps(data, indent=2))
             return
+        from llm_core.versions import installed_versions
+
+        packages = [f"{name} {version}" for name, version in installed_versions().items() if version]
+        typer.echo(f"scratchlm packages: {', '.join(packages)}")
         for info in infos:
             origin = "built-in" if info.builtin else "third-party"
             version = info.version or "unknown version"
