@@ -40,6 +40,9 @@ __all__ = [
     "to_classifier",
 ]
 
+#: The command whose output directory a run is (its marker, llm_core.output_dirs).
+_COMMAND = "finetune classify"
+
 Batch = tuple[torch.Tensor, ...]
 
 
@@ -448,6 +451,7 @@ def finetune_classifier(
     progress: bool = True,
     device: str = "cpu",
     resume: bool = False,
+    overwrite: bool = False,
     echo: Any = print,
 ) -> ClassifierRun:
     """Finetune ``base`` (a checkpoint directory or a preset name) as a classifier on ``data``.
@@ -463,6 +467,9 @@ def finetune_classifier(
     from llm_finetune.lora import ADAPTERS_FILE, LoRAConfig, save_lora_adapters
     from llm_finetune.plots import plot_finetune_run
     from llm_train import TrainConfig, Trainer
+    from llm_train.trainer import check_run_dir
+
+    check_run_dir(out, command=_COMMAND, resume=resume, overwrite=overwrite)  # before any loading
 
     splits, names = load_classification_data(data, root=data_root, labels=labels, balance=balance, seed=seed)
     loaded = load_base(base, tokenizer=tokenizer, seed=seed)
@@ -528,8 +535,8 @@ def finetune_classifier(
     task = ClassificationTask(
         datasets["train"], datasets["val"], list(names), eval_batches, batch_size, extra_config=extra
     )
-    trainer = Trainer(model, config, run_dir=out, task=task, tokenizer=tok)
-    result = trainer.fit(resume=resume)
+    trainer = Trainer(model, config, run_dir=out, task=task, tokenizer=tok, command=_COMMAND)
+    result = trainer.fit(resume=resume, overwrite=overwrite)
     reports = {
         split: evaluate_classifier(trainer.model, dataset, names, batch_size=batch_size)
         for split, dataset in datasets.items()

@@ -64,6 +64,10 @@ EvalBatches = Annotated[int, typer.Option("--eval-batches", help="Batches per ev
 CheckpointEvery = Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints.")]
 Device = Annotated[str, typer.Option("--device", help="cpu, cuda, …")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the newest checkpoint in --out.")]
+Overwrite = Annotated[
+    bool,
+    typer.Option("--overwrite", help="Start a fresh run in --out even if not empty (old checkpoints go)."),
+]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
 OnLong = Annotated[
     str, typer.Option("--on-long", help="Texts longer than the context: truncate (counted) or error.")
@@ -121,6 +125,7 @@ def finetune_classify_command(
     checkpoint_every: CheckpointEvery = 100,
     device: Device = "cpu",
     resume: Resume = False,
+    overwrite: Overwrite = False,
     progress: Progress = True,
     as_json: AsJson = False,
 ) -> None:
@@ -152,6 +157,7 @@ def finetune_classify_command(
         progress=progress and not as_json,
         device=device,
         resume=resume,
+        overwrite=overwrite,
         echo=echo,
     )
     if as_json:
@@ -220,6 +226,7 @@ def finetune_instruct_command(
     checkpoint_every: CheckpointEvery = 100,
     device: Device = "cpu",
     resume: Resume = False,
+    overwrite: Overwrite = False,
     progress: Progress = True,
 ) -> None:
     """Instruction-finetune a model (the book's chapter 7; 2 epochs by default) and answer the test split."""
@@ -250,6 +257,7 @@ def finetune_instruct_command(
         progress=progress,
         device=device,
         resume=resume,
+        overwrite=overwrite,
         echo=typer.echo,
     )
     val = "n/a" if run.val_loss is None else f"{run.val_loss:.4f}"
@@ -286,6 +294,7 @@ def finetune_dpo_command(
     checkpoint_every: CheckpointEvery = 100,
     device: Device = "cpu",
     resume: Resume = False,
+    overwrite: Overwrite = False,
     progress: Progress = True,
 ) -> None:
     """Preference-tune a model with DPO against a frozen copy of itself (chapter 7 bonus; 1 epoch)."""
@@ -312,6 +321,7 @@ def finetune_dpo_command(
         progress=progress,
         device=device,
         resume=resume,
+        overwrite=overwrite,
         echo=typer.echo,
     )
     if run.initial_margin is not None and run.final_margin is not None:

@@ -38,6 +38,9 @@ __all__ = [
     "response_logprobs",
 ]
 
+#: The command whose output directory a run is (its marker, llm_core.output_dirs).
+_COMMAND = "finetune dpo"
+
 Batch = tuple[torch.Tensor, ...]
 REQUIRED = ("instruction", "chosen", "rejected")
 
@@ -256,6 +259,7 @@ def finetune_dpo(
     progress: bool = True,
     device: str = "cpu",
     resume: bool = False,
+    overwrite: bool = False,
     echo: Callable[[str], None] = print,
 ) -> DPORun:
     """DPO of ``base`` on preference ``data`` (book defaults: beta 0.1, 1 epoch, AdamW 5e-6, wd 0.01).
@@ -272,6 +276,9 @@ def finetune_dpo(
     )
     from llm_finetune.plots import plot_finetune_run
     from llm_train import TrainConfig, Trainer, read_metrics
+    from llm_train.trainer import check_run_dir
+
+    check_run_dir(out, command=_COMMAND, resume=resume, overwrite=overwrite)  # before any loading
 
     if beta <= 0:
         raise ConfigError(f"--beta {beta}: expected a number > 0, for example 0.1")
@@ -327,7 +334,9 @@ def finetune_dpo(
         device=device,
     )
     echo(f"base: {loaded.source}; reference: a frozen copy; beta {beta}; trainable: {trainable}")
-    result = Trainer(model, config, run_dir=out, task=task, tokenizer=tok).fit(resume=resume)
+    result = Trainer(model, config, run_dir=out, task=task, tokenizer=tok, command=_COMMAND).fit(
+        resume=resume, overwrite=overwrite
+    )
     run_dir = Path(out)
     if lora_config is not None:
         save_lora_adapters(model, run_dir / ADAPTERS_FILE, lora_config, extra=extra)

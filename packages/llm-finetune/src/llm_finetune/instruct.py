@@ -35,6 +35,9 @@ __all__ = [
     "read_responses",
 ]
 
+#: The command whose output directory a run is (its marker, llm_core.output_dirs).
+_COMMAND = "finetune instruct"
+
 RESPONSES_FILE = "instruction-data-with-response.json"
 Batch = tuple[torch.Tensor, ...]
 
@@ -237,6 +240,7 @@ def finetune_instructions(
     progress: bool = True,
     device: str = "cpu",
     resume: bool = False,
+    overwrite: bool = False,
     echo: Callable[[str], None] = print,
 ) -> InstructionRun:
     """SFT of ``base`` on instruction ``data`` (book defaults: 2 epochs, AdamW 5e-5, wd 0.1, batch 8).
@@ -256,6 +260,9 @@ def finetune_instructions(
     )
     from llm_finetune.plots import plot_finetune_run
     from llm_train import TrainConfig, Trainer
+    from llm_train.trainer import check_run_dir
+
+    check_run_dir(out, command=_COMMAND, resume=resume, overwrite=overwrite)  # before any loading
 
     if trainable == "head":
         raise ConfigError(
@@ -315,8 +322,8 @@ def finetune_instructions(
     task = InstructionTask(
         datasets["train"], datasets["val"], pad, context, mask_prompt, eval_batches, batch_size, extra
     )
-    trainer = Trainer(model, config, run_dir=out, task=task, tokenizer=tok)
-    result = trainer.fit(resume=resume)
+    trainer = Trainer(model, config, run_dir=out, task=task, tokenizer=tok, command=_COMMAND)
+    result = trainer.fit(resume=resume, overwrite=overwrite)
     run_dir = Path(out)
     if lora_config is not None:
         save_lora_adapters(trainer.model, run_dir / ADAPTERS_FILE, lora_config, extra=extra)

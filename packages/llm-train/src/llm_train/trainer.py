@@ -9,6 +9,7 @@ identical weights after a crash), NaN detection, DDP and FSDP (rank 0 writes).
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import signal
 import sys
@@ -75,7 +76,9 @@ class TrainResult:
     is_main: bool = True  # False on the ranks > 0 of a torchrun job: they print nothing
 
 
-def check_run_dir(run_dir: str | Path, *, command: str, resume: bool, overwrite: bool = False) -> None:
+def check_run_dir(
+    run_dir: str | os.PathLike[str], *, command: str, resume: bool, overwrite: bool = False
+) -> None:
     """Refuse ``run_dir`` before any work when a run cannot start or resume there; writes nothing.
 
     Resuming needs a ``step-N`` checkpoint. A fresh run needs a directory that is
