@@ -18,6 +18,12 @@ times, once per checkpoint interval. This suite goes further:
 
 A kill "landed mid-checkpoint" when it left a checkpoint's temporary or
 renamed-aside directory behind (``.step-N.tmp-PID``, ``.best.old-PID``).
+
+SIGINT (Ctrl-C) and SIGTERM get the same treatment, 2 of each in CI and 20 of each with
+``SCRATCHLM_NIGHTLY=1``: each is sent from inside a phase of a step (forward, backward,
+optimizer step, evaluation, checkpoint write: a hook in the child sends it) or at a
+random moment from outside; the run must stop with a checkpoint of a whole step and
+the final resume must be bitwise identical.
 """
 
 from __future__ import annotations
@@ -56,10 +62,10 @@ pretrain(load_train_config(CONFIG), RUN_DIR, resume=find_latest_checkpoint(RUN_D
 """
 
 
-def start_training(config: Path, run_dir: Path, prelude: str = "") -> Any:
+def start_training(config: Path, run_dir: Path, prelude: str = "", child: str = CHILD) -> Any:
     """A process running ``pretrain()`` (resuming when ``run_dir`` holds a checkpoint)."""
     process = FORKSERVER.Process(
-        target=exec, args=(prelude + CHILD, {"CONFIG": str(config), "RUN_DIR": str(run_dir)})
+        target=exec, args=(prelude + child, {"CONFIG": str(config), "RUN_DIR": str(run_dir)})
     )
     process.start()
     return process
@@ -242,3 +248,139 @@ def check_exact_kill(tmp_path: Path, reference: dict, prelude: str) -> None:
         assert (run / name).is_dir(), f"{name}/ is missing after the resume"
         assert same_files(reference["ref"] / name, run / name, ("model.safetensors",)) == [], name
     shutil.rmtree(run)
+
+
+#: The child of the interrupt test: an interrupted run exits with status 3 (TrainingInterrupted).
+INTERRUPTED_CHILD = (
+    """
+import sys
+from llm_train.trainer import TrainingInterrupted
+try:
+"""
+    + "".join(f"    {line}\n" for line in CHILD.strip().splitlines())
+    + """
+except TrainingInterrupted as exc:
+    print(exc, file=sys.stderr)
+    sys.exit(3)
+"""
+)
+
+#: Runs in the child before training: it sends itself SIGNAL from inside PHASE, the AT-th time
+#: that phase runs in this process (the signal handler runs right there, between two bytecodes).
+INTERRUPT_INSIDE = """
+import os
+import llm_train.checkpoint as _checkpoint
+import llm_train.trainer as _trainer
+
+_calls = [0]
+
+def _fire(*_):
+    _calls[0] += 1
+    if _calls[0] == AT:
+        os.kill(os.getpid(), SIGNAL)
+
+_init = _trainer.Trainer.__init__
+
+def _init_and_arm(self, *args, **kwargs):
+    _init(self, *args, **kwargs)
+    block = self.model.trf_blocks[-1]
+    if PHASE == "forward":
+        block.register_forward_hook(lambda m, i, o: _fire() if m.training else None)
+    elif PHASE == "backward":
+        next(block.parameters()).register_hook(_fire)
+    elif PHASE == "optimizer step":
+        self.optimizer.register_step_pre_hook(_fire)
+    elif PHASE == "evaluation":
+        block.register_forward_hook(lambda m, i, o: None if m.training else _fire())
+
+_trainer.Trainer.__init__ = _init_and_arm
+
+if PHASE == "checkpoint write":
+    _write = _checkpoint.write_model_files
+
+    def _write_then_fire(*args, **kwargs):
+        result = _write(*args, **kwargs)  # the temporary directory holds the model, not yet the rest
+        _fire()
+        return result
+
+    _checkpoint.write_model_files = _write_then_fire
+"""
+
+CLI = [sys.executable, "-m", "llm_core.cli"]
+PHASES = ("forward", "backward", "optimizer step", "evaluation", "checkpoint write", "any moment")
+#: How many times a phase runs per step at most (evaluation: 2 batches x 2 splits, every 5 steps).
+_CALLS = {"forward": 3, "backward": 3, "optimizer step": 3, "evaluation": 8, "checkpoint write": 4}
+
+
+def test_sigint_and_sigterm_at_random_moments_then_resume_is_bitwise_identical(
+    tmp_path: Path, write_train_config: Any, nightly: bool, figures: dict
+) -> None:
+    """Ctrl-C and SIGTERM inside every phase of a step: each stops at a step boundary with a checkpoint.
+
+    Each round starts (or resumes) the run and interrupts it once: from inside a phase
+    (a hook in the child sends the signal, at a random one of the phase's next calls) or
+    at a random moment sent from here. Every interrupted run must exit through
+    ``TrainingInterrupted`` with a checkpoint whose data position matches its step; the
+    final ``--resume`` must end bitwise identical (weights and optimizer) to a run never
+    interrupted, with each step in ``metrics.jsonl`` once.
+    """
+    per_signal = 20 if nightly else 2
+    rounds = 2 * per_signal
+    max_steps = 6 * rounds + 10
+    config = write_train_config(tmp_path / "train.toml", max_steps)
+    reference = subprocess.Popen(  # the uninterrupted run, through the CLI, beside the interrupts
+        [
+            sys.executable,
+            "-m",
+            "llm_core.cli",
+            "pretrain",
+            "--config",
+            str(config),
+            "--out",
+            str(tmp_path / "ref"),
+        ],
+        env={**os.environ, "OMP_NUM_THREADS": "1", "SCRATCHLM_PLUGINS": ""},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    rng = random.Random(20261130)
+    phases = {sig: rng.sample(PHASES, len(PHASES)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    run = tmp_path / "interrupted"
+    done: list[str] = []
+    started = time.perf_counter()
+    for round_number in range(rounds):
+        sig = (signal.SIGINT, signal.SIGTERM)[round_number % 2]
+        phase = phases[sig][(round_number // 2) % len(PHASES)]  # each signal cycles through every phase
+        before = latest_step(run)
+        if phase == "any moment":
+            process = start_training(config, run, child=INTERRUPTED_CHILD)
+            progressed = lambda p=process, b=before: latest_step(run) > b or not p.is_alive()  # noqa: E731
+            wait_until(progressed, timeout=300, poll=0.005)  # the handlers are installed by now
+            time.sleep(rng.uniform(0.0, 0.15))
+            if process.is_alive():
+                os.kill(process.pid, sig)
+        else:
+            at = rng.randint(1, _CALLS[phase])
+            prelude = INTERRUPT_INSIDE.replace("PHASE", repr(phase)).replace("AT", str(at))
+            process = start_training(config, run, prelude.replace("SIGNAL", str(int(sig))), INTERRUPTED_CHILD)
+        process.join(timeout=300)
+        assert process.exitcode == 3, f"round {round_number} ({sig.name}, {phase}): exit {process.exitcode}"
+        assert leftovers(run) == []  # the step's checkpoint was completed, nothing half-written
+        latest = find_latest_checkpoint(run)
+        assert latest is not None
+        _, _, state = load_training_checkpoint(latest)
+        assert state["step"] == latest_step(run) > before
+        assert state["data"]["step"] == state["step"]  # the loader is at the trainer's step
+        assert state["tokens_seen"] == state["step"] * 4 * 32
+        done.append(f"{sig.name}/{phase}")
+    resumed = scratchlm("pretrain", "--config", config, "--out", run, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert reference.wait(timeout=600) == 0, reference.stderr.read()
+    figures["interrupt_resume"].update(
+        sigint=sum(d.startswith("SIGINT") for d in done), sigterm=sum(d.startswith("SIGTERM") for d in done),
+        phases=len({d.split("/")[1] for d in done}), max_steps=max_steps,
+        seconds=round(time.perf_counter() - started, 1),
+    )  # fmt: skip
+    ref = tmp_path / "ref"
+    assert same_files(ref / "final", run / "final", ("model.safetensors", "optimizer.safetensors")) == []
+    assert train_steps(run) == list(range(1, max_steps + 1)) == train_steps(ref)
