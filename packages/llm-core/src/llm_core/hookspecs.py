@@ -89,7 +89,9 @@ def register_tokenizers(register: Register) -> None:
 
     ``obj`` must be a zero-argument factory (or a class) whose instances have
     ``encode(text: str) -> list[int]``, ``decode(ids: list[int]) -> str`` and
-    an integer ``n_vocab``.
+    an integer ``n_vocab``. Optional meta: ``file_format="<name>"`` (the factory,
+    called with a path, loads saved ``.json`` files whose ``"format"`` is that name)
+    or ``file_name="<file name>"`` (it loads files of that name, e.g. ``tokenizer.json``).
     """
 
 

@@ -262,10 +262,14 @@ def load_tokenizer(reference: str) -> Any:
 
     A file names its ``"format"``; the tokenizer registered with the meta
     ``file_format=<that format>`` loads it (its factory is called with the path).
+    A file whose name a tokenizer claims with the meta ``file_name=`` (``tokenizer.json``,
+    Hugging Face's format, which has no ``"format"`` key) is loaded by that tokenizer.
     """
     registry = get_registry("tokenizers")
     if not reference.endswith(".json"):
         return registry.get_obj(reference)()
+    for entry in registry.find("file_name", os.path.basename(reference)):
+        return entry.obj(reference)
     try:
         with open(reference, encoding="utf-8") as handle:
             file_format = json.load(handle).get("format")

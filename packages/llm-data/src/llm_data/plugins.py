@@ -27,6 +27,19 @@ def bpe_tokenizer(path: str | None = None) -> Any:
     return BPETokenizer() if path is None else BPETokenizer.load(path)
 
 
+def huggingface_tokenizer(path: str | None = None) -> Any:
+    """A checkpoint's own ``tokenizer.json`` (with its tokenizer_config.json and generation_config.json)."""
+    from llm_core.errors import DataError
+    from llm_data.hf_tokenizers import HFTokenizer
+
+    if path is None:
+        raise DataError(
+            "the huggingface tokenizer is a checkpoint's own: pass the path of its tokenizer.json, "
+            "e.g. --tokenizer CHECKPOINT/tokenizer.json"
+        )
+    return HFTokenizer(path)
+
+
 def simple_tokenizer() -> Any:
     """The book's word-level ``SimpleTokenizerV2``, vocabulary built from the python-docs corpus."""
     from llm_data.corpora import python_docs_text
@@ -65,7 +78,7 @@ def instructions_dataset(root: Path | None = None, **options: Any) -> dict[str, 
 
 @hookimpl
 def register_tokenizers(register: Any) -> None:
-    """``gpt2``, ``bpe`` and ``simple``."""
+    """``gpt2``, ``bpe``, ``simple`` and ``huggingface``."""
     register(
         "gpt2", gpt2_tokenizer, description="GPT-2 BPE via tiktoken (offline with llm-data[gpt2-offline])"
     )
@@ -76,6 +89,12 @@ def register_tokenizers(register: Any) -> None:
         file_format="scratchlm-bpe",
     )
     register("simple", simple_tokenizer, description="the book's word-level SimpleTokenizerV2 (teaching)")
+    register(
+        "huggingface",
+        huggingface_tokenizer,
+        description="a checkpoint's own Hugging Face tokenizer.json (tokenizers library), loaded by path",
+        file_name="tokenizer.json",
+    )
 
 
 @hookimpl

@@ -44,6 +44,7 @@ __all__ = [
     "CONFIG_FILE",
     "FORMAT_VERSION",
     "METADATA_KEYS",
+    "OWN_TOKENIZER_FILES",
     "WEIGHTS_FILE",
     "architecture_of",
     "checksum_verification",
@@ -59,6 +60,13 @@ __all__ = [
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+#: A checkpoint's own Hugging Face tokenizer: ``tokenizer.json`` and the files read with it.
+OWN_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "generation_config.json",
+    "chat_template.jinja",
+)
 #: Keys of config.json a caller may add through ``extra_config`` (anything else is refused).
 METADATA_KEYS = ("tokenizer", "finetune", "metadata")
 #: Key of config.json holding the sha256 of the config and of each file save_pretrained wrote.
@@ -225,6 +233,7 @@ def save_pretrained(
     *,
     extra_config: Mapping[str, Any] | None = None,
     tokenizer: str | None = None,
+    files: Mapping[str, str | os.PathLike[str]] | None = None,
 ) -> Path:
     """Save ``model`` as a checkpoint directory, atomically; return its path.
 
@@ -232,7 +241,12 @@ def save_pretrained(
     into place. An existing checkpoint at ``directory`` is first renamed aside
     and deleted only once the new one is in place, so at every moment either
     the old or the new complete checkpoint exists. ``tokenizer`` records a
-    registered tokenizer name (the default of ``scratchlm generate``).
+    registered tokenizer name (the default of ``scratchlm generate``), or the
+    name of a file of the checkpoint. ``files`` (``{name in the checkpoint:
+    source path}``) are copied in, e.g. a model's own ``tokenizer.json``; a
+    ``tokenizer`` that is the path of another checkpoint's ``tokenizer.json`` is
+    copied with its companion files (:data:`OWN_TOKENIZER_FILES`) and recorded as
+    ``"tokenizer.json"``, so the new checkpoint keeps its tokenizer.
     ``config.json`` records the sha256 of itself and of every file written,
     verified by :func:`load_pretrained`.
     """
@@ -247,12 +261,25 @@ def save_pretrained(
             f"(no {CONFIG_FILE}); choose an empty or new path"
         )
     extra = dict(extra_config or {})
+    copies = dict(files or {})
+    if tokenizer is not None and not copies and Path(tokenizer).name == OWN_TOKENIZER_FILES[0]:
+        source = Path(tokenizer).parent
+        copies = {name: source / name for name in OWN_TOKENIZER_FILES if (source / name).is_file()}
+        tokenizer = OWN_TOKENIZER_FILES[0] if copies else tokenizer
     if tokenizer is not None:
         extra["tokenizer"] = tokenizer
+    clash = sorted(set(copies) & {WEIGHTS_FILE, CONFIG_FILE})
+    if clash or any(Path(name).name != name for name in copies):
+        raise CheckpointError(
+            f"files: expected plain file names but {CONFIG_FILE}/{WEIGHTS_FILE}, found {sorted(copies)}"
+        )
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
     try:
         write_model_files(model, tmp, extra_config=extra)
+        for name, source_path in copies.items():
+            shutil.copyfile(source_path, tmp / name)
+            _fsync(tmp / name)
         _record_checksums(tmp)
         for name in (WEIGHTS_FILE, CONFIG_FILE):
             _fsync(tmp / name)
@@ -376,6 +403,14 @@ def read_checkpoint_config(
             "(corrupt, or edited by hand); re-save or re-download the checkpoint, "
             "or pass --no-verify to load it as it is"
         )
+    return _with_own_tokenizer(Path(directory), data)
+
+
+def _with_own_tokenizer(directory: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with a ``"tokenizer"`` that names a file of the checkpoint turned into its full path."""
+    recorded = data.get("tokenizer")
+    if isinstance(recorded, str) and Path(recorded).name == recorded and (directory / recorded).is_file():
+        return {**data, "tokenizer": str((directory / recorded).absolute())}
     return data
 
 

@@ -130,7 +130,7 @@ def generate_command(
     """Continue PROMPT with the model in CHECKPOINT."""
     from llm_core.errors import ConfigError
     from llm_model.checkpoint import load_pretrained
-    from llm_model.generation import _default_eos, generate_text, stream_tokens
+    from llm_model.generation import default_eos_ids, generate_text, stream_tokens
 
     if not 0 <= max_new_tokens <= MAX_NEW_TOKENS:
         raise ConfigError(
@@ -152,11 +152,11 @@ def generate_command(
         typer.echo(prompt, nl=False)
         ids: list[int] = []
         shown = ""
-        eos = _default_eos(tok)
+        eos = default_eos_ids(tok)
         for token in stream_tokens(
             model, tok.encode(prompt), max_new_tokens, eos_id=eos, tokenizer=tok, **options
         ):
-            if eos is not None and int(token[0]) == eos:
+            if int(token[0]) in eos:
                 break
             ids.append(int(token[0]))
             text = tok.decode(ids)
@@ -192,18 +192,31 @@ def import_hf_command(
     out: Annotated[Path, typer.Argument(help="Checkpoint directory to write.")],
     tokenizer: Annotated[
         Optional[str],
-        typer.Option("--tokenizer", help="Tokenizer to record [default: gpt2 for GPT-2 weights, else none]."),
+        typer.Option(
+            "--tokenizer",
+            help="Tokenizer to record [default: the directory's own tokenizer.json; gpt2 for GPT-2's BPE].",
+        ),
     ] = None,
+    dtype: Dtype = "auto",
+    force: Force = False,
 ) -> None:
-    """Import weights in the Hugging Face layout (GPT-2, Llama, Mistral, Phi) as a scratchlm checkpoint."""
+    """Import weights in the Hugging Face layout (GPT-2, Llama, Mistral, Phi) as a scratchlm checkpoint.
+
+    Single or sharded safetensors, or pytorch_model.bin; the weights keep their dtype
+    (--dtype to change it) and the model keeps its own tokenizer.json, special tokens,
+    EOS ids and chat template.
+    """
     from llm_model.checkpoint import save_pretrained
     from llm_model.gpt import model_info
-    from llm_model.hf import import_hf
+    from llm_model.hf import import_hf, own_tokenizer, resolve_source
+    from llm_model.loading import resolve_dtype
 
-    model = import_hf(src)
-    if tokenizer is None and getattr(model, "architecture", None) == "gpt2":
-        tokenizer = DEFAULT_TOKENIZER
-    save_pretrained(model, out, tokenizer=tokenizer)
+    directory = resolve_source(src)
+    model = import_hf(directory, dtype=resolve_dtype(dtype), force=force)
+    files: dict[str, Path] = {}
+    if tokenizer is None:
+        tokenizer, files = own_tokenizer(directory, model)
+    save_pretrained(model, out, tokenizer=tokenizer, files=files)
     typer.echo(f"imported {model_info(model)['parameters']:,} parameters from {src} into {out}")
 
 

@@ -13,8 +13,9 @@ The loop is the book's ``generate`` (chapter 5) made production-ready:
   computation as ``use_cache=False``, hence the same tokens).
 * **Batches with left padding.** ``padding_mask`` ``(b, t)`` is true for real
   tokens; padded rows get the tokens they would get alone.
-* **Stopping.** At ``eos_id`` (the finished row is then filled with
-  ``eos_id``), or when a row's decoded text contains one of ``stop_strings``
+* **Stopping.** At ``eos_id`` (one id, or several: a Llama 3 turn ends at
+  ``<|eot_id|>`` or ``<|end_of_text|>``; the finished row is then filled with
+  the first), or when a row's decoded text contains one of ``stop_strings``
   (needs ``tokenizer``; a row finished that way is filled with ``eos_id``,
   or 0 without one). Generation ends when every row has finished.
 * **Reproducible sampling** with ``seed`` (a private ``torch.Generator``).
@@ -33,7 +34,7 @@ from torch import nn
 from llm_core.errors import ConfigError
 from llm_model.gpt import cache_length
 
-__all__ = ["generate", "generate_text", "stream_tokens"]
+__all__ = ["default_eos_ids", "eos_ids", "generate", "generate_text", "stream_tokens"]
 
 
 def _check_options(
@@ -137,7 +138,7 @@ def stream_tokens(
     temperature: float = 0.0,
     top_k: int | None = None,
     top_p: float | None = None,
-    eos_id: int | None = None,
+    eos_id: int | Sequence[int] | None = None,
     seed: int | None = None,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
@@ -163,7 +164,7 @@ def stream_tokens(
         temperature=temperature,
         top_k=top_k,
         top_p=top_p,
-        eos_id=eos_id,
+        eos_ids=eos_ids(eos_id),
         generator=generator,
         use_cache=use_cache and hasattr(model, "new_cache"),
         stop_strings=list(stop_strings or []),
@@ -180,7 +181,7 @@ def _stream(
     temperature: float,
     top_k: int | None,
     top_p: float | None,
-    eos_id: int | None,
+    eos_ids: tuple[int, ...],
     generator: torch.Generator | None,
     use_cache: bool,
     stop_strings: list[str],
@@ -188,7 +189,8 @@ def _stream(
 ) -> Iterator[torch.Tensor]:
     context: int = model.config.context_length
     b, prompt_len = tokens.shape
-    fill = eos_id if eos_id is not None else 0
+    fill = eos_ids[0] if eos_ids else 0
+    stop_ids = torch.tensor(eos_ids, dtype=torch.long, device=tokens.device)  # (n_eos,)
     finished = torch.zeros(b, dtype=torch.bool, device=tokens.device)
     cache: Any = None
     was_training = model.training
@@ -211,8 +213,8 @@ def _stream(
             if mask is not None:
                 mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             yield next_token
-            if eos_id is not None:
-                finished |= next_token == eos_id
+            if eos_ids:
+                finished |= torch.isin(next_token, stop_ids)
             if stop_strings:
                 for row in (~finished).nonzero().flatten().tolist():
                     text = tokenizer.decode(tokens[row, prompt_len:].tolist())
@@ -237,7 +239,7 @@ def generate(
     temperature: float = 0.0,
     top_k: int | None = None,
     top_p: float | None = None,
-    eos_id: int | None = None,
+    eos_id: int | Sequence[int] | None = None,
     seed: int | None = None,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
@@ -275,6 +277,27 @@ def generate(
     return out[0] if squeeze else out
 
 
+def eos_ids(eos_id: int | Sequence[int] | None) -> tuple[int, ...]:
+    """``eos_id`` (one id, several, or ``None``) as a tuple of ints."""
+    if eos_id is None:
+        return ()
+    if isinstance(eos_id, int) and not isinstance(eos_id, bool):
+        return (eos_id,)
+    try:
+        ids = tuple(int(i) for i in eos_id)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ConfigError(f"eos_id: expected a token id, a list of them or None, got {eos_id!r}") from None
+    return ids
+
+
+def default_eos_ids(tokenizer: Any) -> tuple[int, ...]:
+    """Every end-of-sequence id of ``tokenizer``: its ``eos_ids`` (a checkpoint's own), else its EOS id."""
+    several = getattr(tokenizer, "eos_ids", None)
+    if isinstance(several, (tuple, list)) and several:
+        return eos_ids(several)
+    return eos_ids(_default_eos(tokenizer))
+
+
 def _default_eos(tokenizer: Any) -> int | None:
     for name in ("eos_id", "eot_token", "eos_token_id"):
         value = getattr(tokenizer, name, None)
@@ -297,7 +320,7 @@ def generate_text(
     temperature: float = 0.0,
     top_k: int | None = None,
     top_p: float | None = None,
-    eos_id: int | str | None = "auto",
+    eos_id: int | Sequence[int] | str | None = "auto",
     seed: int | None = None,
     use_cache: bool = True,
     stop_strings: Sequence[str] | None = None,
@@ -306,9 +329,9 @@ def generate_text(
 
     ``tokenizer``: any object with ``encode(str) -> list[int]`` and
     ``decode(list[int]) -> str``. ``eos_id="auto"`` takes the tokenizer's
-    ``eos_id``/``eot_token`` when it has one. A list of prompts is generated as
-    one left-padded batch and returns a list. The text stops before the end-of-text
-    token and before the first stop string.
+    ``eos_ids`` (all of them), else its ``eos_id``/``eot_token``, when it has
+    one. A list of prompts is generated as one left-padded batch and returns a
+    list. The text stops before the end-of-text token and before the first stop string.
     """
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     if not prompts:
@@ -317,7 +340,7 @@ def generate_text(
     empty = [i for i, ids in enumerate(encoded) if not ids]
     if empty:
         raise ConfigError(f"prompt: prompt(s) {empty} encode to no tokens (empty prompt); give some text")
-    eos = _default_eos(tokenizer) if eos_id == "auto" else eos_id
+    eos = default_eos_ids(tokenizer) if eos_id == "auto" else eos_ids(eos_id)  # type: ignore[arg-type]
     width = max(len(ids) for ids in encoded)
     idx = [[0] * (width - len(ids)) + ids for ids in encoded]  # left padding
     mask = [[False] * (width - len(ids)) + [True] * len(ids) for ids in encoded]
@@ -328,7 +351,7 @@ def generate_text(
         temperature=temperature,
         top_k=top_k,
         top_p=top_p,
-        eos_id=eos if isinstance(eos, int) else None,
+        eos_id=eos,
         seed=seed,
         use_cache=use_cache,
         padding_mask=mask if len(prompts) > 1 else None,
@@ -337,7 +360,8 @@ def generate_text(
     )
     texts = []
     for row in out[:, width:].tolist():
-        if isinstance(eos, int) and eos in row:
-            row = row[: row.index(eos)]
+        ends = [row.index(i) for i in eos if i in row]
+        if ends:
+            row = row[: min(ends)]
         texts.append(_cut(tokenizer.decode(row), stop_strings or []))
     return texts[0] if isinstance(prompt, str) else texts

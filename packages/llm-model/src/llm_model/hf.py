@@ -36,7 +36,15 @@ from llm_model.gpt import GPTModel
 from llm_model.hf_files import read_hf_weights
 from llm_model.loading import build_on_meta, check_memory, fill, parameter_bytes, stored_dtype
 
-__all__ = ["HUB_ALIASES", "export_hf", "hf_config", "import_hf"]
+__all__ = [
+    "HUB_ALIASES",
+    "HUB_FILES",
+    "export_hf",
+    "hf_config",
+    "import_hf",
+    "own_tokenizer",
+    "resolve_source",
+]
 
 #: Short names accepted for OpenAI's GPT-2 repositories on the Hugging Face hub.
 HUB_ALIASES = {
@@ -59,7 +67,7 @@ _TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 _IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 
 
-def _resolve(src: str | os.PathLike[str]) -> Path:
+def resolve_source(src: str | os.PathLike[str]) -> Path:
     """A local directory, or a hub repo id downloaded (config + safetensors only) with huggingface_hub."""
     path = Path(src).expanduser()
     if path.is_dir():
@@ -216,7 +224,7 @@ def import_hf(
     their stored dtype unless ``dtype`` is given. The parameter memory is checked
     against the memory available first (``force`` skips that).
     """
-    directory = _resolve(src)
+    directory = resolve_source(src)
     hf = _read_hf_json(directory)
     model_type = hf.get("model_type", "gpt2")
     if model_type != "gpt2":
@@ -249,6 +257,43 @@ def import_hf(
         where=weights.where,
         factory=lambda: GPTModel(config),
     ).eval()
+
+
+#: GPT-2's BPE as tiktoken knows it: a tokenizer.json with this many tokens and this EOS is that one.
+_GPT2_VOCAB, _GPT2_EOS = 50257, "<|endoftext|>"
+
+
+def own_tokenizer(directory: Path, model: nn.Module) -> tuple[str | None, dict[str, Path]]:
+    """The tokenizer an imported checkpoint records, and the files to copy into it (name -> path).
+
+    A ``tokenizer.json`` in ``directory`` is loaded first (a file that does not
+    parse, a chat template that does not compile or raises on a one-message
+    conversation, or more tokens than the model has are each one error), then
+    kept with its ``tokenizer_config.json``, ``generation_config.json`` and
+    ``chat_template.jinja``. GPT-2 weights with OpenAI's own BPE (or no
+    tokenizer.json) record ``gpt2``: the offline tiktoken tokenizer.
+    """
+    from llm_core import load_tokenizer
+    from llm_model.checkpoint import OWN_TOKENIZER_FILES
+    from llm_model.gpt import model_config
+
+    gpt2 = getattr(model, "architecture", None) == "gpt2"
+    path = directory / OWN_TOKENIZER_FILES[0]
+    if not path.is_file():
+        return ("gpt2" if gpt2 else None), {}
+    tok = load_tokenizer(str(path))
+    if gpt2 and tok.n_vocab == _GPT2_VOCAB and tok.encode(_GPT2_EOS, add_special_tokens=False) == [50256]:
+        return "gpt2", {}
+    vocab = model_config(model).vocab_size
+    if tok.n_vocab > vocab:
+        raise CheckpointError(
+            f"{path}: the tokenizer has {tok.n_vocab} tokens but the model's vocab_size is {vocab}; "
+            "expected the tokenizer of these weights"
+        )
+    if getattr(tok, "chat_template", None) is not None:
+        tok.apply_chat_template([{"role": "user", "content": "Hello"}], add_generation_prompt=True)
+    files = {name: directory / name for name in OWN_TOKENIZER_FILES if (directory / name).is_file()}
+    return OWN_TOKENIZER_FILES[0], files
 
 
 def hf_config(config: GPTConfig) -> dict[str, Any]:
