@@ -158,3 +158,27 @@ def test_stream_matches_greedy_generation(base_checkpoint) -> None:
     expected = generate_text(model, tok, template.chat_prompt("Name a colour."), 8,
                              stop_strings=list(template.stop_strings))  # fmt: skip
     assert "".join(pieces) == expected
+
+
+def test_chat_and_classify_check_checksums_unless_no_verify(
+    base_checkpoint, tmp_path, monkeypatch, capsys
+) -> None:
+    import io
+    import shutil
+
+    from llm_core.cli import main
+
+    damaged = shutil.copytree(base_checkpoint, tmp_path / "damaged")
+    weights = damaged / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-9] ^= 0x04  # inside the tensor data: the file still parses
+    weights.write_bytes(bytes(data))
+    for argv in (["chat", str(damaged), "--max-new-tokens", "2"], ["classify", str(damaged), "some text"]):
+        monkeypatch.setattr(sys, "stdin", io.StringIO("Name a colour.\n"))
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "Traceback" not in err
+        assert errors[0].startswith(f"error: {weights}: checksum mismatch")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Name a colour.\n"))
+    assert main(["chat", str(damaged), "--max-new-tokens", "2", "--no-verify"]) == 0

@@ -125,3 +125,79 @@ def test_remove_lora_gives_a_plain_model_with_the_same_outputs(model, ids) -> No
     assert not lora_layers(model)
     assert isinstance(model.trf_blocks[0].att.W_query, torch.nn.Linear)
     torch.testing.assert_close(model(ids), expected, rtol=1e-5, atol=1e-5)
+
+
+def _rewrite_metadata(path, edit) -> None:
+    """Rewrite an adapter file's LoRA metadata with ``edit(meta)`` (the tensors unchanged)."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = dict(handle.metadata())
+        tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    meta = json.loads(metadata["scratchlm_lora"])
+    edit(meta)
+    metadata["scratchlm_lora"] = json.dumps(meta)
+    save_file(tensors, str(path), metadata=metadata)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda m: m.update(modules_to_sav=m.pop("modules_to_save")),
+            "unknown key 'modules_to_sav' (did you",
+        ),
+        (lambda m: m.pop("lora"), "missing key 'lora'"),
+        (lambda m: m["lora"].update(rnak=m["lora"].pop("rank")), "lora: unknown key 'rnak'"),
+        (lambda m: m["lora"].update(rank=0), "lora: lora rank=0: expected an integer >= 1"),
+        (lambda m: m.update(modules_to_save="out_head"), "expected 'modules_to_save' to be a list"),
+    ],
+)
+def test_adapter_metadata_with_a_bad_key_is_a_checkpoint_error_naming_it(
+    model, tmp_path, edit, message
+) -> None:
+    from llm_core.errors import CheckpointError
+
+    config = LoRAConfig(rank=2, alpha=4)
+    apply_lora(model, config)
+    path = save_lora_adapters(model, tmp_path / "adapters.safetensors", config, extra={"template": "alpaca"})
+    _rewrite_metadata(path, edit)
+    with pytest.raises(CheckpointError) as info:
+        load_lora_adapters(build_model("gpt2", "tiny", vocab_size=97, context_length=16), path)
+    assert str(info.value).startswith(f"{path}: metadata 'scratchlm_lora'") and message in str(info.value)
+
+
+def test_unknown_extra_adapter_metadata_is_refused_on_save(model, tmp_path) -> None:
+    config = LoRAConfig(rank=2)
+    apply_lora(model, config)
+    with pytest.raises(ConfigError, match="extra: unknown key\\(s\\) epochs"):
+        save_lora_adapters(model, tmp_path / "a.safetensors", config, extra={"epochs": 3})
+    assert not (tmp_path / "a.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    ("finetune", "message"),
+    [
+        ({"task": "instruct", "templte": "alpaca"}, "unknown key 'templte' (did you mean 'template'?)"),
+        ({"template": "alpaca"}, "missing key 'task'"),
+        (
+            {"task": "instruct", "lora": {"rank": 2, "alpha": 4, "dropout": 0.0}},
+            "lora: missing key 'targets'",
+        ),
+        ({"task": "classification", "num_classes": "2"}, "expected 'num_classes' to be an integer >= 1"),
+    ],
+)
+def test_a_bad_finetune_entry_in_config_json_is_a_checkpoint_error(
+    model, tmp_path, finetune, message
+) -> None:
+    from llm_core.errors import CheckpointError
+    from llm_finetune.checkpoints import load_finetuned
+    from llm_model import save_pretrained
+
+    directory = save_pretrained(model, tmp_path / "ckpt", extra_config={"finetune": finetune})
+    with pytest.raises(CheckpointError) as info:
+        load_finetuned(directory)
+    assert str(info.value).startswith(f"{directory / 'config.json'}: finetune") and message in str(info.value)

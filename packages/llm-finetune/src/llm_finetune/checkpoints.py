@@ -25,11 +25,13 @@ import torch
 from torch import nn
 
 from llm_core import get_registry
+from llm_core.config_io import check_keys
 from llm_core.errors import CheckpointError, ConfigError
 from llm_model import model_config
 
 __all__ = [
     "FINETUNE_KEY",
+    "FINETUNE_KEYS",
     "TRAINABLE",
     "BaseModel",
     "build_from_config",
@@ -40,6 +42,22 @@ __all__ = [
 ]
 
 FINETUNE_KEY = "finetune"
+#: Keys a checkpoint's ``"finetune"`` entry may have (``task`` always); any other is a CheckpointError.
+FINETUNE_KEYS = (
+    "task",
+    "labels",
+    "num_classes",
+    "template",
+    "trainable",
+    "lora",
+    "max_length",
+    "pad_token_id",
+    "base",
+    "mask_prompt",
+    "beta",
+    "merged_from",
+    "modules_to_save",
+)
 #: Choices of ``--trainable``.
 TRAINABLE = ("head", "last-block", "all", "lora")
 DEFAULT_TOKENIZER = "gpt2"
@@ -70,7 +88,7 @@ def build_from_config(data: dict[str, Any], *, where: str = "config.json") -> nn
         raise CheckpointError(f"{where}: {exc}") from None
 
 
-def _apply_finetune(model: nn.Module, info: dict[str, Any]) -> nn.Module:
+def _apply_finetune(model: nn.Module, info: dict[str, Any], *, where: str) -> nn.Module:
     """Re-create a finetuned model's structure (head, LoRA layers) before loading its weights."""
     from llm_finetune.classifier import to_classifier
     from llm_finetune.lora import LoRAConfig, apply_lora
@@ -78,8 +96,18 @@ def _apply_finetune(model: nn.Module, info: dict[str, Any]) -> nn.Module:
     if info.get("num_classes"):
         to_classifier(model, int(info["num_classes"]))
     if info.get("lora"):
-        apply_lora(model, LoRAConfig(**info["lora"]), freeze=False)
+        apply_lora(model, LoRAConfig.from_saved(info["lora"], source=f"{where}: lora"), freeze=False)
     return model
+
+
+def _check_finetune_info(info: dict[str, Any], *, where: str) -> None:
+    """The keys and the value types :func:`_apply_finetune` relies on (a CheckpointError naming the key)."""
+    if not info:
+        return  # not finetuned
+    check_keys(info, required=("task",), optional=FINETUNE_KEYS, source=where, error=CheckpointError)
+    classes = info.get("num_classes")
+    if classes is not None and (isinstance(classes, bool) or not isinstance(classes, int) or classes < 1):
+        raise CheckpointError(f"{where}: expected 'num_classes' to be an integer >= 1, found {classes!r}")
 
 
 def load_finetuned(directory: str | os.PathLike[str], *, map_location: str = "cpu") -> nn.Module:
@@ -87,19 +115,20 @@ def load_finetuned(directory: str | os.PathLike[str], *, map_location: str = "cp
 
     The model comes back in eval mode; ``model.checkpoint_config`` is the whole config.json.
     """
-    from llm_model import load_weights_into, read_checkpoint_config
+    from llm_model import load_weights_into, read_checkpoint_config, verify_checksums
 
     directory = Path(directory)
     data = read_checkpoint_config(directory)
     info = data.get(FINETUNE_KEY) or {}
+    where = f"{directory / 'config.json'}: {FINETUNE_KEY}"
     if not isinstance(info, dict):
-        raise CheckpointError(
-            f"{directory / 'config.json'}: expected '{FINETUNE_KEY}' to be an object, found {info!r}"
-        )
+        raise CheckpointError(f"{where}: expected an object, found {info!r}")
+    _check_finetune_info(info, where=where)
+    verify_checksums(directory, data)  # as load_pretrained does (off under checksum_verification(False))
     model = build_from_config(data, where=str(directory / "config.json"))
     dtype = getattr(torch, str(data.get("dtype", "float32")), torch.float32)
     model.to(dtype=dtype)
-    _apply_finetune(model, info)
+    _apply_finetune(model, info, where=where)
     load_weights_into(model, directory)
     model.finetune = dict(info)  # type: ignore[assignment]
     model.checkpoint_config = dict(data)  # type: ignore[assignment]

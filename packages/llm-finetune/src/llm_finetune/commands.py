@@ -12,6 +12,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from llm_model.commands import NoVerify
+
 __all__ = [
     "chat_command",
     "classify_command",
@@ -61,7 +63,12 @@ LoraTarget = Annotated[
 Seed = Annotated[int, typer.Option("--seed", help="Seed of the head, dropout, data split and order.")]
 EvalEvery = Annotated[int, typer.Option("--eval-every", help="Steps between evaluations (0: off).")]
 EvalBatches = Annotated[int, typer.Option("--eval-batches", help="Batches per evaluation and split.")]
-CheckpointEvery = Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints.")]
+CheckpointEvery = Annotated[
+    int,
+    typer.Option(
+        "--checkpoint-every", help="Steps between checkpoints (0: only the last step's and final/)."
+    ),
+]
 Device = Annotated[str, typer.Option("--device", help="cpu, cuda, …")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the newest checkpoint in --out.")]
 Overwrite = Annotated[
@@ -347,11 +354,14 @@ def classify_command(
     texts: Annotated[list[str], typer.Argument(help="Text(s) to classify.")],
     tokenizer: Tokenizer = None,
     as_json: AsJson = False,
+    no_verify: NoVerify = False,
 ) -> None:
     """Classify TEXT(s) with a finetuned classifier: the label and its probability."""
     from llm_finetune.classifier import classify_texts
+    from llm_model.checkpoint import checksum_verification
 
-    model, tok = _load_with_tokenizer(checkpoint, tokenizer)
+    with checksum_verification(not no_verify):
+        model, tok = _load_with_tokenizer(checkpoint, tokenizer)
     results = classify_texts(model, tok, texts)
     if as_json:
         records = [{"text": t, **r} for t, r in zip(texts, results, strict=True)]
@@ -374,12 +384,15 @@ def chat_command(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for sampling.")] = None,
     tokenizer: Tokenizer = None,
     device: Device = "cpu",
+    no_verify: NoVerify = False,
 ) -> None:
     """Chat with an instruction-finetuned model: one instruction per line, Ctrl-D to quit."""
     from llm_finetune.chat import chat_loop
     from llm_finetune.templates import get_template
+    from llm_model.checkpoint import checksum_verification
 
-    model, tok = _load_with_tokenizer(checkpoint, tokenizer, device)
+    with checksum_verification(not no_verify):
+        model, tok = _load_with_tokenizer(checkpoint, tokenizer, device)
     info = getattr(model, "finetune", {}) or {}
     if info.get("num_classes"):
         from llm_core.errors import ConfigError

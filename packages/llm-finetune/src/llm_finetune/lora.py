@@ -10,7 +10,8 @@ Layers are chosen by name: glob patterns over module names (``"trf_blocks.*"``,
 ``"*.att.W_query"``) or regular expressions prefixed with ``re:`` (``"re:.*W_(query|value)"``).
 A pattern set that matches no linear layer is a :class:`~llm_core.errors.ConfigError`
 listing the layer names. Adapters save alone (``adapters.safetensors``, with the settings
-in the file's metadata) and load onto a base model.
+in the file's metadata) and load onto a base model. Metadata read back with an unknown,
+misspelled or missing key is a :class:`~llm_core.errors.CheckpointError` naming the key.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from llm_core.config_io import check_keys
 from llm_core.errors import CheckpointError, ConfigError
 
 __all__ = [
@@ -50,6 +52,21 @@ __all__ = [
 
 ADAPTERS_FILE = "adapters.safetensors"
 _METADATA_KEY = "scratchlm_lora"
+#: Keys every adapter file's metadata has.
+ADAPTER_KEYS = ("lora", "modules_to_save")
+#: Keys the finetune commands add to it (``extra`` of :func:`save_lora_adapters`).
+ADAPTER_EXTRA_KEYS = (
+    "task",
+    "template",
+    "trainable",
+    "base",
+    "max_length",
+    "pad_token_id",
+    "labels",
+    "num_classes",
+    "mask_prompt",
+    "beta",
+)
 
 
 @dataclass
@@ -93,6 +110,19 @@ class LoRAConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (stored in checkpoint configs and adapter files)."""
         return asdict(self)
+
+    @classmethod
+    def from_saved(cls, data: Any, *, source: str) -> LoRAConfig:
+        """The settings a file recorded (:meth:`to_dict`); a bad key or value is a CheckpointError."""
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{source}: expected the LoRA settings as an object, found {data!r}")
+        check_keys(
+            data, required=("rank", "alpha", "dropout", "targets"), source=source, error=CheckpointError
+        )
+        try:
+            return cls(**data)
+        except ConfigError as exc:
+            raise CheckpointError(f"{source}: {exc}") from None
 
 
 class LoRALayer(nn.Module):
@@ -287,6 +317,11 @@ def save_lora_adapters(
         prefix = f"{module}."
         tensors.update({k: v for k, v in state.items() if k.startswith(prefix)})
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    unknown = sorted(set(extra or {}) - set(ADAPTER_EXTRA_KEYS) - set(ADAPTER_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"extra: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(ADAPTER_EXTRA_KEYS)}"
+        )
     meta = {"lora": config.to_dict(), "modules_to_save": list(modules_to_save), **(extra or {})}
     path = Path(path)
     write_bytes_atomic(path, save(tensors, metadata={_METADATA_KEY: json.dumps(meta), "format": "pt"}))
@@ -312,7 +347,20 @@ def read_adapter_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path}: expected LoRA metadata ('{_METADATA_KEY}'), found none; "
             "was it written by save_lora_adapters?"
         )
-    return json.loads(raw)
+    source = f"{path}: metadata '{_METADATA_KEY}'"
+    try:
+        meta = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{source}: expected JSON, cannot parse it ({exc})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{source}: expected a JSON object, found {type(meta).__name__}")
+    check_keys(meta, required=ADAPTER_KEYS, optional=ADAPTER_EXTRA_KEYS, source=source, error=CheckpointError)
+    modules = meta["modules_to_save"]
+    if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+        raise CheckpointError(
+            f"{source}: expected 'modules_to_save' to be a list of names, found {modules!r}"
+        )
+    return meta
 
 
 def load_lora_adapters(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
@@ -327,7 +375,7 @@ def load_lora_adapters(model: nn.Module, path: str | os.PathLike[str]) -> nn.Mod
     from llm_model.checkpoint import check_tensors
 
     meta = read_adapter_metadata(path)
-    config = LoRAConfig(**meta["lora"])
+    config = LoRAConfig.from_saved(meta["lora"], source=f"{path}: metadata '{_METADATA_KEY}': lora")
     num_classes = meta.get("num_classes")
     if num_classes and getattr(model, "num_classes", None) != num_classes:
         from llm_finetune.classifier import to_classifier
