@@ -266,3 +266,51 @@ def test_the_chat_template_gives_transformers_token_ids(
         rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         assert ours.apply_chat_template(messages) == rendered
     assert ours.encode(PROMPT) == tokenizer(PROMPT)["input_ids"]
+
+
+def _no_weights(directory: Path) -> None:
+    for path in directory.glob("model*.safetensors*"):
+        path.unlink()
+
+
+def _truncated_shard(directory: Path) -> None:
+    shard = sorted(directory.glob("model-*-of-*.safetensors"))[-1]
+    shard.write_bytes(shard.read_bytes()[:-100])
+
+
+def _missing_shard(directory: Path) -> None:
+    sorted(directory.glob("model-*-of-*.safetensors"))[0].unlink()
+
+
+def _bad_tokenizer(directory: Path) -> None:
+    (directory / "tokenizer.json").write_text('{"model": {"type": "BPE", "vocab": 3}}')
+
+
+def _raising_template(directory: Path) -> None:
+    (directory / "chat_template.jinja").write_text(
+        "{{ raise_exception('this template refuses every chat') }}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (_no_weights, "expected the weights as model.safetensors"),
+        (_truncated_shard, "bytes missing"),
+        (_missing_shard, "names 1 shard(s) that are not in"),
+        (_bad_tokenizer, "tokenizer.json: expected a Hugging Face tokenizer.json, found unparseable content"),
+        (_raising_template, "the chat template refused the conversation: this template refuses every chat"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(
+    damage: Callable[[Path], None], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "hf"
+    publish("llama", directory)
+    damage(directory)
+    capsys.readouterr()  # transformers' own progress bars
+    out = tmp_path / "out"
+    code, printed, err = run(capsys, "import-hf", str(directory), str(out))
+    assert code == 2 and printed == ""
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["hf"]  # no temporary leftovers
