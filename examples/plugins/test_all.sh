@@ -22,10 +22,17 @@ fi
 # pip caches wheels built from local directories under their file:// URL, so a second install
 # of an unchanged version number would reuse a stale build of the scratchlm packages.
 export PIP_NO_CACHE_DIR=1
+# The plugins require llm-* by name (llm-core>=0.2,<0.3); these constraints resolve every
+# llm-* name to this checkout, so none comes from an index (nox -s index tests the index way).
+constraints=$(mktemp)
+trap 'rm -f "$constraints"' EXIT
+for package in core data attention model train finetune eval; do
+    echo "llm-$package @ file://$root/packages/llm-$package" >> "$constraints"
+done
 plugins=(scratchlm-lion scratchlm-relu2 scratchlm-rouge scratchlm-hello)
-"$python" -m pip install -q "$root/packages/llm-train" "$root/packages/llm-eval" pytest
+"$python" -m pip install -q -c "$constraints" "$root/packages/llm-train" "$root/packages/llm-eval" pytest
 for plugin in "${plugins[@]}"; do
-    "$python" -m pip install -q "$here/$plugin[test]"
+    "$python" -m pip install -q -c "$constraints" "$here/$plugin[test]"
 done
 "$python" -m llm_core.cli plugins
 status=0
