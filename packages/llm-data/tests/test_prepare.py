@@ -82,8 +82,19 @@ def test_non_empty_out_is_refused_unless_overwrite(corpus, tmp_path) -> None:
     assert (out / "notes.txt").read_text() == "mine"
     prepared = tmp_path / "prepared"
     prepare_corpus([corpus / "a.txt"], prepared)
+    assert json.loads((prepared / ".scratchlm-run.json").read_text())["command"] == "prepare"
     prepare_corpus([corpus], prepared, overwrite=True)
     assert len(json.loads((prepared / "index.json").read_text())["sources"]) == 2
+
+
+def test_overwrite_never_replaces_another_commands_output(corpus, tmp_path) -> None:
+    from llm_core.output_dirs import claim_output_dir
+
+    run = claim_output_dir(tmp_path / "run", command="pretrain")
+    (run / "index.json").write_text("{}")  # even one that looks like a corpus
+    with pytest.raises(DataError, match=r"holds the output of `scratchlm pretrain`; --overwrite only"):
+        prepare_corpus([corpus], run, overwrite=True)
+    assert sorted(p.name for p in run.iterdir()) == [".scratchlm-run.json", "index.json"]
 
 
 def test_failure_leaves_nothing_behind(corpus, tmp_path) -> None:

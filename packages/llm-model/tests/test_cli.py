@@ -133,6 +133,33 @@ def test_import_and_export_hf(capsys: pytest.CaptureFixture[str], model: GPTMode
     assert code == 2 and "expected a local directory" in err
 
 
+def test_import_and_export_hf_never_write_into_a_users_directory(
+    capsys: pytest.CaptureFixture[str], model: GPTModel, tmp_path: Path
+) -> None:
+    save_pretrained(model, tmp_path / "ckpt")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text('{"mine": true}')  # looks like a checkpoint, is the user's
+    for argv in (
+        ["export-hf", str(tmp_path / "ckpt"), str(mine)],
+        ["import-hf", str(tmp_path / "hf"), str(mine)],
+    ):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and len(err.strip().splitlines()) == 1
+        assert f"OUT {mine}: not empty (config.json) and not written by scratchlm" in err  # before any work
+        assert (mine / "config.json").read_text() == '{"mine": true}'
+    assert run(capsys, "export-hf", str(tmp_path / "ckpt"), str(tmp_path / "hf"))[0] == 0
+    assert run(capsys, "export-hf", str(tmp_path / "ckpt"), str(tmp_path / "hf"))[0] == 0  # its own: again
+    code, _, err = run(capsys, "import-hf", str(tmp_path / "hf"), str(tmp_path / "hf"))
+    assert code == 2 and "holds the output of `scratchlm export-hf`, not of `scratchlm import-hf`" in err
+    assert run(capsys, "import-hf", str(tmp_path / "hf"), str(tmp_path / "back"))[0] == 0
+    assert run(capsys, "import-hf", str(tmp_path / "hf"), str(tmp_path / "back"))[0] == 0  # replaces its own
+    assert json.loads((tmp_path / "back" / ".scratchlm-run.json").read_text())["command"] == "import-hf"
+    load_pretrained(tmp_path / "back")
+    code, _, err = run(capsys, "export-hf", str(tmp_path / "ckpt"), str(mine), "--overwrite")
+    assert code == 0, err  # the user's choice
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [

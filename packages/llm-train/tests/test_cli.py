@@ -69,6 +69,13 @@ def test_pretrain_never_writes_into_a_users_directory(tmp_path: Path, capsys) ->
     assert main([*args, "--set", "progress=false", "--max-steps", "3", "--resume"]) == 0  # a run now
 
 
+def test_demo_never_writes_into_a_users_directory(tmp_path: Path, capsys) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["demo", "--out", str(tmp_path), "--max-steps", "1"]) == 2
+    assert "not empty (notes.txt) and not written by scratchlm" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def test_pretrain_missing_data(tmp_path: Path, capsys) -> None:
     assert main(["pretrain", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 2
     assert "expected a directory made by `scratchlm prepare` or a UTF-8 .txt file" in capsys.readouterr().err

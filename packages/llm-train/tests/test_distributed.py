@@ -99,3 +99,33 @@ def test_fsdp_resume_is_bitwise_identical(single_run: tuple[Path, Path], tmp_pat
     assert expected.keys() == got.keys()
     assert all((expected[k] == got[k]).all() for k in expected)
     assert train_losses(resumed) == train_losses(whole)
+
+
+@pytest.mark.slow
+def test_torchrun_prints_once_and_a_resume_on_another_world_size_is_refused(tmp_path: Path) -> None:
+    """`scratchlm pretrain` under torchrun: rank 0 alone prints; 1 process may not resume a 2-process run."""
+    text = tmp_path / "text.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 300)
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SCRATCHLM_PLUGINS": ""}
+    args = ["pretrain", "--data", str(text), "--out", str(out), "--batch-size", "2", "--context-length", "16"]
+    args += ["--set", "progress=false", "--set", "eval_every=0", "--checkpoint-every", "2"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run(
+        [*torchrun, "-m", "llm_core.cli", *args, "--max-steps", "2"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("done: 2 steps") == 1, done.stdout
+    assert done.stdout.count("final weights:") == 1
+    alone = subprocess.run(
+        [sys.executable, "-m", "llm_core.cli", *args, "--max-steps", "4", "--resume"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert alone.returncode == 2
+    assert alone.stderr.strip().splitlines() == [
+        f"error: cannot resume {out}: its checkpoints were written by 2 process(es) "
+        "(global batch 4 = 2 x batch_size 2), this run has 1, which would change the batches; "
+        "resume with torchrun --nproc-per-node 2, "
+        "or start a new --out"
+    ]

@@ -27,10 +27,13 @@ from typing import Any
 import numpy as np
 
 from llm_core.errors import ConfigError, DataError
+from llm_core.output_dirs import read_output_marker, write_output_marker
 from llm_data.shards import FORMAT, FORMAT_VERSION, INDEX_FILE, ShardWriter, token_dtype, write_index
 from llm_data.text_files import ERRORS, iter_text_chunks
 
 __all__ = ["DEFAULT_SHARD_TOKENS", "collect_files", "prepare_corpus"]
+
+_COMMAND = "prepare"  # the name in the output marker
 
 DEFAULT_SHARD_TOKENS = 1 << 26  # 64 Mi tokens: 128 MiB per uint16 shard
 _SPILL = ".document.tmp"
@@ -118,6 +121,11 @@ class _Progress:
 
 
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """``out_dir`` must be new or empty; ``overwrite`` replaces a prepared corpus, never anything else.
+
+    A prepared corpus carries ``prepare``'s output marker (:mod:`llm_core.output_dirs`),
+    or, written before the marker existed, an ``index.json`` and no marker.
+    """
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"{out_dir}: exists and is not a directory; choose another --out")
     if out_dir.is_dir() and any(out_dir.iterdir()):
@@ -126,7 +134,13 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
                 f"{out_dir}: directory is not empty; choose a new --out, or pass --overwrite "
                 "(overwrite=True) to replace a prepared corpus"
             )
-        if not (out_dir / INDEX_FILE).is_file():
+        marker = read_output_marker(out_dir)
+        if marker is not None and marker["command"] != _COMMAND:
+            raise DataError(
+                f"{out_dir}: holds the output of `scratchlm {marker['command']}`; --overwrite only "
+                "replaces a directory written by `scratchlm prepare`; choose a new --out"
+            )
+        if marker is None and not (out_dir / INDEX_FILE).is_file():
             raise DataError(
                 f"{out_dir}: not empty and holds no {INDEX_FILE}; --overwrite only replaces a directory "
                 "written by `scratchlm prepare`; choose a new --out"
@@ -175,6 +189,7 @@ def prepare_corpus(
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    write_output_marker(tmp, _COMMAND)  # first: the directory is recognisably prepare's own
     bar = _Progress(sum(f.stat().st_size for f, _ in files), progress)
     try:
         writers = {s: ShardWriter(tmp, s, dtype, shard_tokens) for s in ("train", "val")}

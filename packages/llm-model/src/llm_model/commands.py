@@ -11,6 +11,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from llm_core.output_dirs import check_output_dir, claim_output_dir, write_output_marker
+
 __all__ = [
     "MAX_NEW_TOKENS",
     "Dtype",
@@ -199,6 +201,9 @@ def import_hf_command(
     ] = None,
     dtype: Dtype = "auto",
     force: Force = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace OUT even if it is not an import-hf output.")
+    ] = False,
 ) -> None:
     """Import weights in the Hugging Face layout (GPT-2, Llama, Mistral, Phi) as a scratchlm checkpoint.
 
@@ -211,12 +216,14 @@ def import_hf_command(
     from llm_model.hf import import_hf, own_tokenizer, resolve_source
     from llm_model.loading import resolve_dtype
 
+    check_output_dir(out, command="import-hf", overwrite=overwrite, option="OUT")  # before any work
     directory = resolve_source(src)
     model = import_hf(directory, dtype=resolve_dtype(dtype), force=force)
     files: dict[str, Path] = {}
     if tokenizer is None:
         tokenizer, files = own_tokenizer(directory, model)
     save_pretrained(model, out, tokenizer=tokenizer, files=files)
+    write_output_marker(out, "import-hf")  # save_pretrained renames the whole checkpoint into place
     typer.echo(f"imported {model_info(model)['parameters']:,} parameters from {src} into {out}")
 
 
@@ -224,10 +231,14 @@ def export_hf_command(
     checkpoint: Annotated[Path, typer.Argument(help="scratchlm checkpoint directory.")],
     out: Annotated[Path, typer.Argument(help="Directory for the Hugging Face files.")],
     no_verify: NoVerify = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Write into OUT even if it is not empty and not an export's.")
+    ] = False,
 ) -> None:
     """Export a checkpoint in the Hugging Face layout of its family (loadable by transformers)."""
     from llm_model.checkpoint import load_pretrained
     from llm_model.hf import export_hf
 
+    claim_output_dir(out, command="export-hf", overwrite=overwrite, option="OUT")
     export_hf(load_pretrained(checkpoint, verify=not no_verify), out)
     typer.echo(f"exported {checkpoint} to {out} (Hugging Face layout)")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llm_core.errors import ConfigError
+from llm_core.output_dirs import claim_output_dir
 from llm_data import BPETokenizer, get_tokenizer, prepare_corpus, python_docs_text
 from llm_model import generate_text
 from llm_train.config import TrainConfig
@@ -97,10 +98,15 @@ def run_demo(
     *,
     max_steps: int = 400,
     seed: int = 123,
+    overwrite: bool = False,
     echo: Callable[[str], None] = print,
 ) -> DemoResult:
-    """Prepare the embedded corpus, train, compare text before/after, plot the losses."""
-    out_dir = Path(out_dir).absolute()
+    """Prepare the embedded corpus, train, compare text before/after, plot the losses.
+
+    ``out_dir`` must be new, empty or an earlier demo's (an interrupted one continues);
+    ``overwrite`` writes into any directory.
+    """
+    out_dir = claim_output_dir(Path(out_dir).absolute(), command="demo", overwrite=overwrite)
     run_dir = out_dir / "run"
     if (run_dir / "final").exists():
         raise ConfigError(f"{run_dir} already holds a finished demo run; delete it or pass --out NEW_DIR")

@@ -187,6 +187,9 @@ def register_commands(cli: typer.Typer) -> None:
             400, "--max-steps", help="Training steps (about 3 minutes on 2 idle CPU cores)."
         ),
         seed: int = typer.Option(123, "--seed", help="Seed of the whole run."),
+        overwrite: bool = typer.Option(
+            False, "--overwrite", help="Write into --out even if it is not empty and not a demo's."
+        ),
     ) -> None:
         """Pretrain a small GPT on Python's own documentation (offline) and show text before and after."""
         import time
@@ -194,4 +197,4 @@ def register_commands(cli: typer.Typer) -> None:
         from llm_train.demo import run_demo
 
         target = out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
-        run_demo(target, max_steps=max_steps, seed=seed, echo=typer.echo)
+        run_demo(target, max_steps=max_steps, seed=seed, overwrite=overwrite, echo=typer.echo)

@@ -277,10 +277,13 @@ class Trainer:
         else:
             _, optimizer_state, state = load_training_checkpoint(latest, self.model)
         saved_world = state.get("world_size", self.dist.world_size)  # unrecorded before format 3
+        if isinstance(saved_world, bool) or not isinstance(saved_world, int) or saved_world < 1:
+            raise CheckpointError(f"{latest / STATE_FILE}: 'world_size' must be a positive integer")
         if saved_world != self.dist.world_size:
             raise ConfigError(
                 f"cannot resume {self.run_dir}: its checkpoints were written by {saved_world} "
-                f"process(es) (global batch {saved_world} x {self.config.batch_size}), this run has "
+                f"process(es) (global batch {saved_world * self.config.batch_size} = {saved_world} x "
+                f"batch_size {self.config.batch_size}), this run has "
                 f"{self.dist.world_size}, which would change the batches; resume with "
                 f"torchrun --nproc-per-node {saved_world}, or start a new --out"
             )
