@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,9 +16,19 @@ pytest_plugins = ["pytester"]
 
 
 @pytest.fixture(autouse=True)
-def _isolated_checks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Checks declared by a test disappear after it (the declared-checks table is copied)."""
-    monkeypatch.setattr(conformance, "_CHECKS", {k: dict(v) for k, v in conformance._CHECKS.items()})
+def _isolated_checks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Checks declared by a test disappear after it (the declared-checks table is copied).
+
+    Checks that a package's module declared while the test ran (its first import, through a
+    plugin manager) are kept: the module will not be imported, nor declare them, again.
+    """
+    original = conformance._CHECKS
+    monkeypatch.setattr(conformance, "_CHECKS", {k: dict(v) for k, v in original.items()})
+    yield
+    for kind, checks in conformance._CHECKS.items():
+        for name, declared in checks.items():
+            if declared.function.__module__ != __name__:
+                original[kind].setdefault(name, declared)
 
 
 def test_declared_check_runs_against_each_registered_object(register_plugin: Any) -> None:
