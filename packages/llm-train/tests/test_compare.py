@@ -167,3 +167,26 @@ def test_compare_command_bad_sweep_is_one_line(tmp_path: Path, capsys: pytest.Ca
     sweep.write_text('[base]\ndata = "x.txt"\nmax_steps = 2\n')
     assert main(["compare", str(sweep), "--out", str(tmp_path / "cmp")]) == 2
     assert "no variants" in capsys.readouterr().err
+
+
+def test_compare_never_writes_into_a_users_directory(
+    sweep_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cmp"
+    out.mkdir()
+    (out / "compare.md").write_text("my notes")
+    assert main(["compare", str(sweep_file), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "not empty (compare.md) and not written by scratchlm" in err
+    assert sorted(p.name for p in out.iterdir()) == ["compare.md"]
+    assert (out / "compare.md").read_text() == "my notes"
+
+
+def test_a_damaged_train_config_of_a_variant_names_the_key(sweep_file: Path, tmp_path: Path) -> None:
+    sweep = load_sweep(sweep_file)
+    first = parse_sweep({"base": dict(sweep.base), "variant": [{"name": "v"}]})
+    compare(first, tmp_path / "cmp", echo=lambda _: None)
+    saved = tmp_path / "cmp" / "runs" / "v" / "train_config.json"
+    saved.write_text(saved.read_text().replace('"lr"', '"lr_rate"'))
+    with pytest.raises(ConfigError, match=r"train_config.json: unknown key 'lr_rate'"):
+        compare(first, tmp_path / "cmp", echo=lambda _: None)
