@@ -11,6 +11,7 @@ from llm_core.errors import ConfigError
 from llm_core.output_dirs import (
     OUTPUT_MARKER,
     check_output_dir,
+    check_output_file,
     claim_output_dir,
     read_output_marker,
     write_output_marker,
@@ -97,3 +98,22 @@ def test_a_damaged_marker_is_a_config_error_naming_it(tmp_path: Path, content: s
 def test_write_output_marker_marks_a_temporary_directory(tmp_path: Path) -> None:
     path = write_output_marker(tmp_path / "tmp", "prepare")
     assert json.loads(path.read_text()) == {"command": "prepare", "format_version": 1}
+
+
+def test_an_output_file_is_replaced_only_when_the_command_wrote_it(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    check_output_file(report, command="judge", signature='"evaluator": "judge"')  # new
+    report.write_text("")
+    check_output_file(report, command="judge", signature='"evaluator": "judge"')  # empty
+    report.write_text('{\n  "evaluator": "judge",\n  "scored": 2\n}\n')
+    check_output_file(report, command="judge", signature='"evaluator": "judge"')  # its own
+    report.write_text("my notes")
+    with pytest.raises(ConfigError) as caught:
+        check_output_file(report, command="judge", signature='"evaluator": "judge"', option="--review")
+    assert str(caught.value) == (
+        f"--review {report}: exists and was not written by `scratchlm judge`; "
+        "pass --overwrite to replace it, or choose another --review"
+    )
+    check_output_file(report, command="judge", signature="x", overwrite=True)
+    with pytest.raises(ConfigError, match="is a directory"):
+        check_output_file(tmp_path, command="judge", signature="x", overwrite=True)

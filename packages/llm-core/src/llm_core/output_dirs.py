@@ -11,6 +11,10 @@ directory without the marker, and a directory another command marked — unless
 Commands that build their output in a temporary directory and rename it into
 place (``prepare``) check first with :func:`check_output_dir` and mark the
 temporary directory with :func:`write_output_marker`.
+
+A single output *file* (a report, a review page) is recognised by its content
+instead: :func:`check_output_file` refuses to replace a file that does not carry
+the command's signature.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from llm_core.errors import ConfigError
 __all__ = [
     "OUTPUT_MARKER",
     "check_output_dir",
+    "check_output_file",
     "claim_output_dir",
     "read_output_marker",
     "write_output_marker",
@@ -35,6 +40,7 @@ __all__ = [
 OUTPUT_MARKER = ".scratchlm-run.json"
 _MARKER_FORMAT = 1
 _SHOWN = 3  # entries named in a refusal
+_SIGNATURE_BYTES = 1 << 16  # how far into a file its signature is looked for
 
 
 def read_output_marker(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -135,3 +141,34 @@ def claim_output_dir(
             raise ConfigError(f"{option} {path}: cannot create the directory ({reason})") from None
         write_output_marker(path, command)
     return path
+
+
+def check_output_file(
+    path: str | os.PathLike[str],
+    *,
+    command: str,
+    signature: str,
+    overwrite: bool = False,
+    option: str = "--out",
+) -> None:
+    """Refuse to replace or extend ``path`` unless it is new, empty, or ``command`` wrote it.
+
+    ``command`` wrote a file whose first 64 KiB contain ``signature`` (text every such
+    file has, e.g. ``"evaluator": "judge"`` in a report). Writes nothing; raises one
+    :class:`ConfigError` line for a directory, or for another file unless ``overwrite``.
+    """
+    file = Path(path)
+    if file.is_dir():
+        raise ConfigError(f"{option} {file}: is a directory; expected a file path")
+    if overwrite or not file.exists():
+        return
+    try:
+        with file.open("rb") as handle:
+            head = handle.read(_SIGNATURE_BYTES)
+    except OSError as exc:
+        raise ConfigError(f"{option} {file}: cannot read it ({exc.strerror or exc})") from None
+    if head and signature.encode("utf-8") not in head:
+        raise ConfigError(
+            f"{option} {file}: exists and was not written by `scratchlm {command}`; "
+            f"pass --overwrite to replace it, or choose another {option}"
+        )

@@ -137,15 +137,31 @@ def judge_command(
         bool, typer.Option("--progress/--no-progress", help="Show progress bars on stderr.")
     ] = True,
     no_verify: NoVerify = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace --out/--review/--scores files judge did not write."),
+    ] = False,
 ) -> None:
     """Score model responses 0-100 with a judge model on an Ollama or OpenAI-compatible server.
 
     The judge server and model are checked before any response is generated;
     generated responses are kept in the scores file, so a re-run reuses them.
+    An existing --out, --review or --scores file is replaced (or resumed) only if
+    judge wrote it, unless --overwrite.
     """
+    from llm_core.output_dirs import check_output_file
     from llm_eval.reports import write_report
+    from llm_eval.review import REVIEW_SIGNATURE
     from llm_model.checkpoint import checksum_verification
 
+    default_scores = records.with_suffix(".judge.jsonl")  # what the judge evaluator uses
+    for option, path, signature in (
+        ("--out", out, '"evaluator": "judge"'),
+        ("--review", review, REVIEW_SIGNATURE),
+        ("--scores", scores or default_scores, '"key": '),
+    ):
+        if path is not None:  # before any expensive work
+            check_output_file(path, command="judge", signature=signature, overwrite=overwrite, option=option)
     with checksum_verification(not no_verify):
         report = run_evaluator(
             "judge",

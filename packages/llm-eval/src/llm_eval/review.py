@@ -15,7 +15,10 @@ from typing import Any
 
 from llm_core.config_io import write_bytes_atomic
 
-__all__ = ["render_review", "write_review"]
+__all__ = ["REVIEW_SIGNATURE", "render_review", "write_review"]
+
+#: In the head of every review page: how ``judge`` recognises a page it may replace.
+REVIEW_SIGNATURE = '<meta name="generator" content="scratchlm judge">'
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; }
@@ -59,7 +62,7 @@ def render_review(items: Iterable[dict[str, Any]], *, title: str = "scratchlm ju
     escaped_title = html.escape(title)
     return (
         "<!DOCTYPE html>\n"
-        f'<html lang="en"><head><meta charset="utf-8"><title>{escaped_title}</title>'
+        f'<html lang="en"><head><meta charset="utf-8">{REVIEW_SIGNATURE}<title>{escaped_title}</title>'
         f"<style>{_STYLE}</style></head><body>\n"
         f"<h1>{escaped_title}</h1>\n<p>{html.escape(summary)}</p>\n"
         "<table><thead><tr><th>#</th><th>instruction</th><th>reference</th>"
