@@ -73,21 +73,28 @@ ROOT = Path(__file__).resolve().parent
 DIST = ROOT / "dist"
 #: Where the matrix records each cell's results; `scripts/gen_compatibility.py` makes the docs table.
 COMPATIBILITY = ROOT / "docs" / "compatibility.json"
-#: pytest's JUnit XML of each session, read back for the closing summary (passed / skipped, and why).
+#: pytest's JUnit XML and a small JSON record (status, seconds, skips) of each session, read
+#: back for the closing summary. Files, not memory: under `nox -j N` sessions run in children.
 REPORTS = ROOT / ".nox" / "_reports"
-#: (session, status, seconds) of every session this nox process ran, in order.
-_RAN: list[tuple[str, str, float]] = []
-#: Skips outside pytest (examples without the book's data): (session, what, why).
-_SKIPS: list[tuple[str, str, str]] = []
+#: The nox process that prints the summary: this one, unless a parent nox started it (`-j N`).
+_SUMMARY_PID = int(os.environ.setdefault("SCRATCHLM_NOX_PARENT", str(os.getpid())))
+_STARTED = time.time()
+#: Skips outside pytest (examples without the book's data) of the running session: (what, why).
+_SKIPS: list[tuple[str, str]] = []
+
+
+def _report_path(session_name: str, suffix: str) -> Path:
+    return REPORTS / f"{session_name.replace('/', '_')}{suffix}"
 
 
 def timed(func: Callable[..., None]) -> Callable[..., None]:
-    """Record how long a session ran and how it ended, for the summary printed at exit."""
+    """Record how long a session ran, how it ended and what it skipped, for the closing summary."""
 
     @functools.wraps(func)
     def wrapper(session: nox.Session, *args: Any, **kwargs: Any) -> None:
         start = time.perf_counter()
         status = "failed"
+        _SKIPS.clear()
         try:
             func(session, *args, **kwargs)
             status = "passed"
@@ -96,7 +103,15 @@ def timed(func: Callable[..., None]) -> Callable[..., None]:
                 status = "skipped"
             raise
         finally:
-            _RAN.append((session.name, status, time.perf_counter() - start))
+            record = {
+                "session": session.name,
+                "status": status,
+                "seconds": round(time.perf_counter() - start, 1),
+                "finished": time.time(),
+                "skips": [f"{what}: {why}" for what, why in _SKIPS],
+            }
+            REPORTS.mkdir(parents=True, exist_ok=True)
+            _report_path(session.name, ".json").write_text(json.dumps(record), encoding="utf-8")
 
     return wrapper
 
@@ -104,14 +119,14 @@ def timed(func: Callable[..., None]) -> Callable[..., None]:
 def run_pytest(session: nox.Session, *args: str, env: dict[str, str] | None = None) -> None:
     """pytest with skip reasons shown (-rs) and a JUnit report kept for the closing summary."""
     REPORTS.mkdir(parents=True, exist_ok=True)
-    report = REPORTS / f"{session.name.replace('/', '_')}.xml"
+    report = _report_path(session.name, ".xml")
     report.unlink(missing_ok=True)
     session.run("pytest", "-rs", f"--junitxml={report}", *args, env=env or TEST_ENV)
 
 
 def _junit_counts(session_name: str) -> tuple[int, int, list[str]]:
     """(passed, skipped, skip reasons) from a session's JUnit report; zeros if it has none."""
-    report = REPORTS / f"{session_name.replace('/', '_')}.xml"
+    report = _report_path(session_name, ".xml")
     if not report.is_file():
         return 0, 0, []
     passed = skipped = 0
@@ -129,17 +144,25 @@ def _junit_counts(session_name: str) -> tuple[int, int, list[str]]:
 @atexit.register
 def _print_summary() -> None:
     """After the last session: each session's time and test counts, then every skip and its reason."""
-    if not _RAN:
+    if os.getpid() != _SUMMARY_PID or not REPORTS.is_dir():
         return
+    records = []
+    for path in REPORTS.glob("*.json"):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if record["finished"] >= _STARTED:
+            records.append(record)
+    if not records:
+        return
+    records.sort(key=lambda record: record["finished"])
     lines = ["", "session summary (wall time, tests passed/skipped):"]
     skip_lines = []
-    for name, status, seconds in _RAN:
+    for record in records:
+        name = record["session"]
         passed, skipped, reasons = _junit_counts(name)
         counts = f"{passed} passed, {skipped} skipped" if passed or skipped else ""
-        lines.append(f"  {name:<28} {status:<8} {seconds:7.0f} s  {counts}")
-        skip_lines += [f"  {name}: {reason}" for reason in reasons]
-    skip_lines += [f"  {name}: {what}: {why}" for name, what, why in _SKIPS]
-    lines.append(f"  {'total':<28} {'':<8} {sum(s for _, _, s in _RAN):7.0f} s")
+        lines.append(f"  {name:<28} {record['status']:<8} {record['seconds']:7.0f} s  {counts}")
+        skip_lines += [f"  {name}: {reason}" for reason in reasons + record["skips"]]
+    lines.append(f"  {'wall time':<28} {'':<8} {time.time() - _STARTED:7.0f} s")
     lines.append(f"skipped: {len(skip_lines)}" + (" (listed below)" if skip_lines else ""))
     print("\n".join(lines + skip_lines), flush=True)
 
@@ -538,12 +561,12 @@ def examples(session: nox.Session) -> None:
         if missing:
             why = (
                 f"needs the book's {', '.join(missing)}; set SCRATCHLM_TEST_DATA to a folder holding it "
-                "(`python -m llm_data.fetchers` downloads the book's files: see docs/walkthrough.md)"
+                "(`scratchlm download --out DIR` fetches the book's files once: see docs/walkthrough.md)"
             )
             if os.environ.get("SCRATCHLM_REQUIRE_TEST_DATA") == "1":
                 session.error(f"{script} {why}")
             session.log(f"skipped {script}: {why}")
-            _SKIPS.append((session.name, script, why))
+            _SKIPS.append((script, why))
             continue
         env = {**TEST_ENV, **({"SCRATCHLM_TEST_DATA": str(data)} if data else {})}
         session.run("python", script, *arguments, *session.posargs, env=env)
