@@ -96,6 +96,22 @@ def test_stops_at_eos(model: GPTModel) -> None:
     assert out.shape == (1, 5) and int(out[0, -1]) == first
 
 
+def test_stops_at_any_of_several_eos_ids(model: GPTModel) -> None:
+    idx = torch.randint(0, 97, (1, 4))
+    free = generate(model, idx, 8)[0, 4:].tolist()
+    third = free[2]
+    others = [i for i in range(97) if i not in free]
+    out = generate(model, idx, 8, eos_id=[others[0], third])  # the second id ends it
+    assert out[0, 4:].tolist() == free[: free.index(third) + 1]
+
+
+def test_generate_text_cuts_at_any_eos_of_the_tokenizer(model: GPTModel, tokenizer: Any) -> None:
+    free = generate(model, tokenizer.encode("abc"), 8)[3:].tolist()
+    tokenizer.eos_ids = (96, free[1])  # a checkpoint's own tokenizer: several end-of-sequence ids
+    end = min(free.index(i) for i in tokenizer.eos_ids if i in free)
+    assert generate_text(model, tokenizer, "abc", 8) == tokenizer.decode(free[:end])
+
+
 def test_finished_rows_are_filled_with_eos(model: GPTModel) -> None:
     idx = torch.randint(0, 97, (2, 4))
     firsts = generate(model, idx, 1)[:, -1]

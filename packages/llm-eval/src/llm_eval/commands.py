@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from llm_core.errors import ConfigError
-from llm_model.commands import NoVerify
+from llm_model.commands import Dtype, Force, NoVerify
 
 __all__ = ["evaluate_command", "judge_command", "parse_evaluator_args", "run_evaluator", "serve_command"]
 
@@ -95,13 +95,16 @@ def evaluate_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON.")] = False,
     no_verify: NoVerify = False,
+    dtype: Dtype = "auto",
+    force: Force = False,
 ) -> None:
     """Run any registered evaluator; other options go to it, e.g. --checkpoint DIR --text FILE --stride 64."""
     from llm_eval.reports import json_safe, write_report
     from llm_model.checkpoint import checksum_verification
+    from llm_model.loading import load_options
 
     args, kwargs = parse_evaluator_args(list(ctx.args))
-    with checksum_verification(not no_verify):
+    with checksum_verification(not no_verify), load_options(dtype=dtype, force=force):
         report = run_evaluator(name, *args, **kwargs)
     if out is not None:
         write_report(out, report)
@@ -227,6 +230,8 @@ def serve_command(
         ),
     ] = 3.0,
     no_verify: NoVerify = False,
+    dtype: Dtype = "auto",
+    force: Force = False,
 ) -> None:
     """Serve a checkpoint with the Ollama (/api/*) and OpenAI (/v1/*) APIs, streaming included.
 
@@ -237,6 +242,7 @@ def serve_command(
     from llm_eval.limits import ServerLimits
     from llm_eval.server import serve
     from llm_model.checkpoint import checksum_verification
+    from llm_model.loading import load_options
 
     limits = ServerLimits(
         max_body_bytes=max_body_bytes,
@@ -244,7 +250,7 @@ def serve_command(
         request_timeout=request_timeout,
         shutdown_grace=shutdown_grace,
     )
-    with checksum_verification(not no_verify):
+    with checksum_verification(not no_verify), load_options(dtype=dtype, force=force):
         serve(
             checkpoint, host, port, tokenizer=tokenizer, name=name, allow_remote=allow_remote, limits=limits
         )

@@ -14,7 +14,9 @@ token (or before it starts). On Ctrl-C or SIGTERM the server stops accepting
 connections, lets the generations in progress go on for
 ``ServerLimits.shutdown_grace`` seconds, then ends each with its final chunk
 (Ollama: ``"done": true, "done_reason": "shutdown"``; OpenAI: a ``finish_reason``
-then ``data: [DONE]``) and exits with status 0. Chat messages are turned
+then ``data: [DONE]``) and exits with status 0. Chat messages are rendered
+with the checkpoint's own chat template when its tokenizer has one (an imported
+Llama or Mistral: the template's end-of-turn tokens end the answer), else turned
 into the book's Alpaca prompt (:func:`chat_prompt`). ``/api/generate`` and
 ``/v1/completions`` continue the prompt text as is.
 
@@ -49,7 +51,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from llm_core.errors import ConfigError, MissingDependencyError
+from llm_core.errors import ConfigError, DataError, MissingDependencyError
 from llm_eval.limits import BodyLimit, ServerLimits, check_host, timed_h11_protocol
 from llm_eval.openapi import (
     MAX_SEED,
@@ -159,7 +161,13 @@ class ModelRunner:
         self.name = name
         self.checkpoint = checkpoint
         self.context_length = int(model.config.context_length)
+        from llm_model.generation import default_eos_ids
+
         self.eos_id = getattr(tokenizer, "eot_token", None)
+        #: Every end-of-sequence id (a checkpoint's own tokenizer may have several: end of turn, of text).
+        self.eos_ids = default_eos_ids(tokenizer)
+        #: The checkpoint's own chat template (its tokenizer_config.json), else None: the Alpaca prompt.
+        self.chat_template = getattr(tokenizer, "chat_template", None)
         self.lock = threading.Lock()
         #: The one thread generations run on, in arrival order (one thread: one malloc arena, flat memory).
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scratchlm-generate")
@@ -179,12 +187,30 @@ class ModelRunner:
         """Whether a request's ``model`` names this model (``name`` or ``name:latest``)."""
         return isinstance(model, str) and model in (self.name, f"{self.name}:latest")
 
+    @property
+    def chat_stop(self) -> tuple[str, ...]:
+        """Stop strings of a chat answer: none with the checkpoint's template (its EOS ids end a turn)."""
+        return () if self.chat_template is not None else CHAT_STOP
+
+    def encode_chat(self, messages: list[dict[str, Any]]) -> list[int]:
+        """Token ids of a conversation: the checkpoint's chat template when it has one, else Alpaca."""
+        if self.chat_template is None:
+            return self.encode(chat_prompt(messages))
+        try:
+            ids = list(self.tokenizer.encode_chat(messages, add_generation_prompt=True))
+        except DataError as exc:  # the template refused the conversation (raise_exception …)
+            raise RequestError(400, f"messages: {exc}", param="messages") from None
+        return self._checked(ids)
+
     def encode(self, prompt: str) -> list[int]:
         """Token ids of a prompt; an empty or too long prompt is a :class:`RequestError`."""
         try:
             ids = list(self.tokenizer.encode(prompt))
         except (ValueError, UnicodeError) as exc:
             raise RequestError(400, f"prompt: cannot be tokenized ({exc})", param="prompt") from None
+        return self._checked(ids)
+
+    def _checked(self, ids: list[int]) -> list[int]:
         if not ids:
             raise RequestError(400, "prompt: expected some text, got an empty prompt", param="prompt")
         if len(ids) > self.context_length:
@@ -225,7 +251,7 @@ class ModelRunner:
                 stats["done_reason"] = "shutdown" if self.closing.is_set() else "cancelled"
                 return
             token_id = int(token[0])
-            if token_id == self.eos_id:
+            if token_id in self.eos_ids:
                 stats["done_reason"] = "stop"
                 break
             new.append(token_id)
@@ -519,8 +545,8 @@ def create_app(runner: ModelRunner, limits: ServerLimits | None = None) -> Any:
             check_model(body)
             stream = stream_flag(body, True)
             if chat:
-                prompt = chat_prompt(_messages(body))
-                options = _ollama_options(body, most, CHAT_STOP)
+                ids = runner.encode_chat(_messages(body))
+                options = _ollama_options(body, most, runner.chat_stop)
             else:
                 raw_prompt = body.get("prompt")
                 if not isinstance(raw_prompt, str):
@@ -529,7 +555,7 @@ def create_app(runner: ModelRunner, limits: ServerLimits | None = None) -> Any:
                 if isinstance(body.get("system"), str) and body["system"]:
                     prompt = f"{body['system']}\n\n{prompt}"
                 options = _ollama_options(body, most)
-            ids = runner.encode(prompt)
+                ids = runner.encode(prompt)
         except RequestError as exc:
             return ollama_error(exc)
         model_name = body["model"]
@@ -607,8 +633,8 @@ def create_app(runner: ModelRunner, limits: ServerLimits | None = None) -> Any:
             check_model(body)
             stream = stream_flag(body, False)
             if chat:
-                prompt = chat_prompt(_messages(body))
-                options = _openai_options(body, DEFAULT_MAX_TOKENS, most, CHAT_STOP)
+                ids = runner.encode_chat(_messages(body))
+                options = _openai_options(body, DEFAULT_MAX_TOKENS, most, runner.chat_stop)
             else:
                 raw_prompt = body.get("prompt")
                 if isinstance(raw_prompt, list) and len(raw_prompt) == 1:
@@ -619,7 +645,7 @@ def create_app(runner: ModelRunner, limits: ServerLimits | None = None) -> Any:
                     )
                 prompt = raw_prompt
                 options = _openai_options(body, 16, most)
-            ids = runner.encode(prompt)
+                ids = runner.encode(prompt)
             stream_options = body.get("stream_options") or {}
             if not isinstance(stream_options, dict):
                 raise RequestError(

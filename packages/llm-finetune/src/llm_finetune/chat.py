@@ -1,7 +1,8 @@
 """``scratchlm chat``: a prompt loop over an instruction-finetuned model, streaming its answers.
 
 Every line read is one instruction (no history: the book's models are single-turn),
-formatted with the checkpoint's template; tokens are streamed with
+formatted with the checkpoint's template (its own chat template when its tokenizer has
+one, see :class:`~llm_finetune.templates.CheckpointChatTemplate`); tokens are streamed with
 ``llm_model.stream_tokens`` and printed as soon as they cannot be the start of a stop
 string. End of input (Ctrl-D) or Ctrl-C ends the loop cleanly.
 """
@@ -43,11 +44,13 @@ def stream_response(
 ) -> str:
     """Generate the answer to ``message``, calling ``write`` with each new piece; return the answer."""
     from llm_model import model_config, stream_tokens
+    from llm_model.generation import default_eos_ids
 
-    prompt_ids = list(tokenizer.encode(template.chat_prompt(message)))
+    chat_ids = getattr(template, "chat_ids", None)  # a checkpoint's own chat template
+    prompt_ids = list(chat_ids(message) if chat_ids else tokenizer.encode(template.chat_prompt(message)))
     context = model_config(model).context_length
     prompt_ids = prompt_ids[-context:]
-    eos = getattr(tokenizer, "eot_token", None)
+    eos = default_eos_ids(tokenizer)  # every end-of-turn / end-of-text id
     stops = tuple(template.stop_strings)
     ids: list[int] = []
     shown = ""
@@ -59,12 +62,12 @@ def stream_response(
         temperature=temperature,
         top_k=top_k,
         seed=seed,
-        eos_id=eos,
+        eos_id=eos or None,
         stop_strings=list(stops),
         tokenizer=tokenizer,
     ):
         value = int(token[0])
-        if eos is not None and value == eos:
+        if value in eos:
             break
         ids.append(value)
         text = tokenizer.decode(ids)

@@ -114,8 +114,10 @@ def load_finetuned(directory: str | os.PathLike[str], *, map_location: str = "cp
     """Load any checkpoint, finetuned or not: ``model.finetune`` holds its ``"finetune"`` config.
 
     The model comes back in eval mode; ``model.checkpoint_config`` is the whole config.json.
+    A checkpoint that was not finetuned is loaded by :func:`llm_model.load_pretrained`
+    (memory check, memory-mapped weights, ``load_options``' dtype).
     """
-    from llm_model import load_weights_into, read_checkpoint_config, verify_checksums
+    from llm_model import load_pretrained, load_weights_into, read_checkpoint_config, verify_checksums
 
     directory = Path(directory)
     data = read_checkpoint_config(directory)
@@ -124,6 +126,10 @@ def load_finetuned(directory: str | os.PathLike[str], *, map_location: str = "cp
     if not isinstance(info, dict):
         raise CheckpointError(f"{where}: expected an object, found {info!r}")
     _check_finetune_info(info, where=where)
+    if not info:  # a plain checkpoint (pretrained, imported): memory-checked, memory-mapped, --dtype
+        model = load_pretrained(directory, map_location=map_location)
+        model.finetune = {}
+        return model
     verify_checksums(directory, data)  # as load_pretrained does (off under checksum_verification(False))
     model = build_from_config(data, where=str(directory / "config.json"))
     dtype = getattr(torch, str(data.get("dtype", "float32")), torch.float32)

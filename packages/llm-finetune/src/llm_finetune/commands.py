@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from llm_model.commands import NoVerify
+from llm_model.commands import Dtype, Force, NoVerify
 
 __all__ = [
     "chat_command",
@@ -376,7 +376,11 @@ def chat_command(
     checkpoint: Annotated[Path, typer.Argument(help="An instruction-finetuned checkpoint.")],
     template: Annotated[
         Optional[str],
-        typer.Option("--template", help="alpaca or llama [default: the checkpoint's, else alpaca]."),
+        typer.Option(
+            "--template",
+            help="alpaca or llama [default: the checkpoint's: its finetuning template, or the chat "
+            "template of its own tokenizer, else alpaca].",
+        ),
     ] = None,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Longest answer.")] = 256,
     temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy.")] = 0.0,
@@ -385,13 +389,16 @@ def chat_command(
     tokenizer: Tokenizer = None,
     device: Device = "cpu",
     no_verify: NoVerify = False,
+    dtype: Dtype = "auto",
+    force: Force = False,
 ) -> None:
     """Chat with an instruction-finetuned model: one instruction per line, Ctrl-D to quit."""
     from llm_finetune.chat import chat_loop
-    from llm_finetune.templates import get_template
+    from llm_finetune.templates import CheckpointChatTemplate, PromptTemplate, get_template
     from llm_model.checkpoint import checksum_verification
+    from llm_model.loading import load_options
 
-    with checksum_verification(not no_verify):
+    with checksum_verification(not no_verify), load_options(dtype=dtype, force=force):
         model, tok = _load_with_tokenizer(checkpoint, tokenizer, device)
     info = getattr(model, "finetune", {}) or {}
     if info.get("num_classes"):
@@ -400,7 +407,11 @@ def chat_command(
         raise ConfigError(
             f"{checkpoint}: expected a language model, found a classifier; use `scratchlm classify`"
         )
-    chosen = get_template(template or info.get("template") or "alpaca")
+    chosen: PromptTemplate
+    if template is None and not info.get("template") and getattr(tok, "chat_template", None) is not None:
+        chosen = CheckpointChatTemplate(tokenizer=tok)
+    else:
+        chosen = get_template(template or info.get("template") or "alpaca")
     interactive = sys.stdin.isatty()
 
     def write(text: str) -> None:

@@ -14,7 +14,14 @@ from typing import Any
 
 from llm_core.errors import ConfigError
 
-__all__ = ["TEMPLATES", "AlpacaTemplate", "LlamaTemplate", "PromptTemplate", "get_template"]
+__all__ = [
+    "TEMPLATES",
+    "AlpacaTemplate",
+    "CheckpointChatTemplate",
+    "LlamaTemplate",
+    "PromptTemplate",
+    "get_template",
+]
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,28 @@ class LlamaTemplate(PromptTemplate):
 
     def response(self, entry: Mapping[str, Any], field: str = "output") -> str:
         return self.response_prefix + str(entry[field]) + " </s>"
+
+
+@dataclass(frozen=True)
+class CheckpointChatTemplate(PromptTemplate):
+    """The chat template of a checkpoint's own tokenizer (``tokenizer_config.json``), for ``chat``.
+
+    A message is rendered as one user turn with the generation prompt, exactly as
+    ``transformers``' ``apply_chat_template`` does; the answer ends at the
+    tokenizer's end-of-sequence ids (``<|eot_id|>``, ``</s>`` …), not at a stop string.
+    Instruction finetuning keeps the Alpaca and Llama templates.
+    """
+
+    name: str = "checkpoint"
+    tokenizer: Any = None
+
+    def chat_prompt(self, message: str) -> str:
+        """The rendered conversation text (special tokens as text)."""
+        return str(self.tokenizer.apply_chat_template([{"role": "user", "content": message}]))
+
+    def chat_ids(self, message: str) -> list[int]:
+        """Token ids of :meth:`chat_prompt` (no BOS added on top of the template's own)."""
+        return list(self.tokenizer.encode_chat([{"role": "user", "content": message}]))
 
 
 #: Template name -> instance (``--template``).

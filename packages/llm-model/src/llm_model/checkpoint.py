@@ -535,7 +535,7 @@ def load_pretrained(
     map_location: str | torch.device = "cpu",
     verify: bool | None = None,
     dtype: str | torch.dtype | None = None,
-    force: bool = False,
+    force: bool | None = None,
 ) -> nn.Module:
     """Load a checkpoint directory: build the registered architecture, validate and load every tensor.
 
@@ -549,7 +549,9 @@ def load_pretrained(
     The model is built on the ``meta`` device and its parameters are the
     memory-mapped tensors of ``model.safetensors`` (:mod:`llm_model.loading`), in
     the checkpoint's dtype unless ``dtype`` (``"fp32"``, ``"bf16"``, ``"auto"`` or
-    a torch dtype) asks for another.
+    a torch dtype) asks for another. ``dtype``/``force`` left out take the values of
+    an enclosing :func:`llm_model.loading.load_options` block (what ``--dtype`` and
+    ``--force`` set), else the checkpoint's dtype and the memory check.
     """
     from llm_model import loading
 
@@ -560,7 +562,7 @@ def load_pretrained(
     stored = getattr(torch, str(dtype_name), None)
     if not isinstance(stored, torch.dtype):
         raise CheckpointError(f"{directory / CONFIG_FILE}: expected a torch dtype name, found {dtype_name!r}")
-    wanted = loading.resolve_dtype(dtype)
+    wanted, force = loading.current_options(dtype, force)
     loading.check_memory(
         loading.parameter_bytes(model_class, config, wanted or stored),
         what=f"{directory / CONFIG_FILE}: the model's parameters ({_dtype_label(wanted or stored)})",

@@ -18,8 +18,9 @@ Peak memory is therefore about one copy of the weights, in their own dtype.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -32,9 +33,11 @@ __all__ = [
     "available_memory",
     "build_on_meta",
     "check_memory",
+    "current_options",
     "expected_like",
     "fill",
     "format_bytes",
+    "load_options",
     "parameter_bytes",
     "resolve_dtype",
     "stored_dtype",
@@ -43,6 +46,29 @@ __all__ = [
 
 #: ``--dtype`` choices: ``auto`` keeps the checkpoint's own dtype.
 DTYPES: dict[str, torch.dtype | None] = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16}
+_option_stack: list[tuple[str | torch.dtype | None, bool]] = []
+
+
+@contextlib.contextmanager
+def load_options(*, dtype: str | torch.dtype | None = None, force: bool = False) -> Iterator[None]:
+    """Inside the block, loaders called without ``dtype=``/``force=`` use these (``--dtype``, ``--force``).
+
+    For commands whose loading happens deep inside a plugin (``evaluate NAME …``):
+    ``with load_options(dtype="bf16", force=True): run_evaluator(...)``.
+    """
+    _option_stack.append((dtype, force))
+    try:
+        yield
+    finally:
+        _option_stack.pop()
+
+
+def current_options(
+    dtype: str | torch.dtype | None = None, force: bool | None = None
+) -> tuple[torch.dtype | None, bool]:
+    """``(dtype, force)``: the arguments when given, else the innermost :func:`load_options`'s."""
+    outer_dtype, outer_force = _option_stack[-1] if _option_stack else (None, False)
+    return resolve_dtype(outer_dtype if dtype is None else dtype), outer_force if force is None else force
 
 
 def resolve_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
