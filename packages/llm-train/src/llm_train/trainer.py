@@ -502,8 +502,8 @@ class Trainer:
         if self.dist.is_main:
             try:
                 sys.stderr.write(
-                    f"\n{signal.Signals(signum).name}: stopping after step {self.step + 1} "
-                    "with a checkpoint (interrupt again to stop at once, without one)\n"
+                    f"\n{signal.Signals(signum).name}: stopping at the end of this step, after a "
+                    "checkpoint (interrupt again to stop at once, without one)\n"
                 )
                 sys.stderr.flush()
             except (OSError, RuntimeError, ValueError):  # a closed or busy stream: the stop still happens
