@@ -262,14 +262,14 @@ def load_tokenizer(reference: str) -> Any:
 
     A file names its ``"format"``; the tokenizer registered with the meta
     ``file_format=<that format>`` loads it (its factory is called with the path).
-    A file whose name a tokenizer claims with the meta ``file_name=`` (``tokenizer.json``,
-    Hugging Face's format, which has no ``"format"`` key) is loaded by that tokenizer.
+    A file without a ``"format"`` key whose name a tokenizer claims with the meta
+    ``file_name=`` (``tokenizer.json``: Hugging Face's format has no such key) is
+    loaded by that tokenizer.
     """
     registry = get_registry("tokenizers")
     if not reference.endswith(".json"):
         return registry.get_obj(reference)()
-    for entry in registry.find("file_name", os.path.basename(reference)):
-        return entry.obj(reference)
+    claimed = registry.find("file_name", os.path.basename(reference))
     try:
         with open(reference, encoding="utf-8") as handle:
             file_format = json.load(handle).get("format")
@@ -278,9 +278,13 @@ def load_tokenizer(reference: str) -> Any:
             f"{reference}: tokenizer file not found; pass a registered name or a saved .json"
         ) from None
     except (OSError, ValueError, AttributeError) as exc:
+        if claimed:  # the tokenizer that reads files of this name says what is wrong with it
+            return claimed[0].obj(reference)
         raise DataError(
             f"{reference}: expected a saved tokenizer (JSON with a 'format' key): {exc}"
         ) from None
+    if file_format is None and claimed:
+        return claimed[0].obj(reference)
     for entry in registry.find("file_format", file_format):
         return entry.obj(reference)
     if file_format in TOKENIZER_FORMAT_PACKAGES:
