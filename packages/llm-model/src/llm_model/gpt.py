@@ -15,7 +15,14 @@ from llm_model.blocks import LayerNorm, TransformerBlock
 from llm_model.config import GPTConfig
 from llm_model.head_loss import linear_cross_entropy, masked_cross_entropy
 
-__all__ = ["GPTModel", "accepts_targets", "build_model", "count_parameters", "model_info"]
+__all__ = [
+    "GPTModel",
+    "accepts_targets",
+    "architecture_config",
+    "build_model",
+    "count_parameters",
+    "model_info",
+]
 
 FP32_BYTES = 4
 MB = 1024**2
@@ -180,12 +187,10 @@ def cache_length(cache: Any) -> int:
     return int(cache.length)
 
 
-def build_model(arch: str = "gpt2", preset: str | None = None, **overrides: Any) -> nn.Module:
-    """Build a registered architecture from one of its presets and/or keyword overrides.
+def architecture_config(arch: str = "gpt2", preset: str | None = None, **overrides: Any) -> tuple[Any, Any]:
+    """``(model class, its validated config)`` for :func:`build_model`'s arguments, building nothing.
 
-    ``build_model("gpt2", "gpt2-124m", drop_rate=0.0)``; an unknown architecture
-    raises :class:`~llm_core.errors.PluginError` listing the registered ones, an
-    unknown preset a :class:`~llm_core.errors.ConfigError` listing the presets.
+    What the memory checks estimate from (:func:`llm_model.loading.parameter_bytes`).
     """
     from llm_core import get_registry
 
@@ -200,7 +205,17 @@ def build_model(arch: str = "gpt2", preset: str | None = None, **overrides: Any)
         values.update(presets[preset])
     values.update(overrides)
     source = f"{arch} preset '{preset}'" if preset else f"{arch} config"
-    config = config_from_dict(model_class.config_class, values, source=source)
+    return model_class, config_from_dict(model_class.config_class, values, source=source)
+
+
+def build_model(arch: str = "gpt2", preset: str | None = None, **overrides: Any) -> nn.Module:
+    """Build a registered architecture from one of its presets and/or keyword overrides.
+
+    ``build_model("gpt2", "gpt2-124m", drop_rate=0.0)``; an unknown architecture
+    raises :class:`~llm_core.errors.PluginError` listing the registered ones, an
+    unknown preset a :class:`~llm_core.errors.ConfigError` listing the presets.
+    """
+    model_class, config = architecture_config(arch, preset, **overrides)
     model = model_class(config)
     if getattr(model, "architecture", None) != arch:
         model.architecture = arch

@@ -109,6 +109,9 @@ def register_commands(cli: typer.Typer) -> None:
             "--overwrite",
             help="Start a fresh run in --out even if it is not empty (a previous run's checkpoints go).",
         ),
+        force: bool = typer.Option(
+            False, "--force", help="Train even when the model looks larger than the memory available."
+        ),
         set_: list[str] = typer.Option(
             [], "--set", help="Override any config field: --set eval_every=20 (repeatable)."
         ),
@@ -139,7 +142,7 @@ def register_commands(cli: typer.Typer) -> None:
         )
         overrides.update({k: v for k, v in named.items() if v is not None})  # named options win over --set
         cfg = load_train_config(config, **overrides)
-        result = pretrain(cfg, out, resume=resume, overwrite=overwrite)
+        result = pretrain(cfg, out, resume=resume, overwrite=overwrite, force=force)
         if not result.is_main:  # a torchrun job: rank 0 reports for all
             return
         val = "n/a" if result.val_loss is None else f"{result.val_loss:.4f}"

@@ -41,17 +41,42 @@ def load_training_tokens(data: str | Path, *, tokenizer: str, val_fraction: floa
     )
 
 
-def build_trainer(config: TrainConfig, out_dir: str | Path) -> Trainer:
-    """Everything a run needs, wired together (model initialised from ``config.seed``)."""
+#: Bytes of training state per fp32 parameter byte: the weights, their gradients and AdamW's two moments.
+TRAINING_STATE_FACTOR = 4
+
+
+def check_training_memory(config: TrainConfig, model_options: dict[str, Any], *, force: bool = False) -> None:
+    """Refuse (one line) a model whose weights, gradients and AdamW state exceed the memory available.
+
+    Estimated from the config on the ``meta`` device before anything is built or read;
+    ``force`` (``--force``) skips the check.
+    """
+    from llm_model.gpt import architecture_config
+    from llm_model.loading import check_memory, parameter_bytes
+
+    if config.parallel == "fsdp":
+        return  # sharded across the processes: one process holds a part only
+    model_class, model_config = architecture_config(config.arch, config.preset, **model_options)
+    needed = TRAINING_STATE_FACTOR * parameter_bytes(model_class, model_config, torch.float32)
+    what = f"{config.arch} ({config.preset or 'config'}): the weights, gradients and AdamW state (fp32)"
+    check_memory(needed, what=what, device=config.device, force=force)
+
+
+def build_trainer(config: TrainConfig, out_dir: str | Path, *, force: bool = False) -> Trainer:
+    """Everything a run needs, wired together (model initialised from ``config.seed``).
+
+    The model's training memory is checked first (:func:`check_training_memory`; ``force`` skips it).
+    """
     if not config.data:
         raise ConfigError("no training data: pass --data PREPARED_DIR_OR_TEXT (or set data in the config)")
-    dist = init_distributed(config.parallel)
     tokenizer = get_tokenizer(config.tokenizer)
+    model_options = {"vocab_size": tokenizer.n_vocab, **config.model}  # the tokenizer sizes the vocabulary
+    check_training_memory(config, model_options, force=force)
+    dist = init_distributed(config.parallel)
     train, val = load_training_tokens(
         config.data, tokenizer=config.tokenizer, val_fraction=config.val_fraction
     )
     torch.manual_seed(config.seed)
-    model_options = {"vocab_size": tokenizer.n_vocab, **config.model}  # the tokenizer sizes the vocabulary
     model = build_model(config.arch, preset=config.preset, **model_options)
     if model.config.vocab_size < tokenizer.n_vocab:
         raise ConfigError(
@@ -64,12 +89,18 @@ def build_trainer(config: TrainConfig, out_dir: str | Path) -> Trainer:
 
 
 def pretrain(
-    config: TrainConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    force: bool = False,
 ) -> TrainResult:
     """Run (or resume) pretraining; final weights land in ``out_dir/final``.
 
     ``out_dir`` is checked before the data is read (:func:`~llm_train.trainer.check_run_dir`):
     it must be new, empty or a pretraining run; ``overwrite`` starts a fresh run in any directory.
+    A model too large for the memory is refused before anything is built (``force`` to try anyway).
     """
     check_run_dir(out_dir, command="pretrain", resume=resume, overwrite=overwrite)
-    return build_trainer(config, out_dir).fit(resume=resume, overwrite=overwrite)
+    return build_trainer(config, out_dir, force=force).fit(resume=resume, overwrite=overwrite)
