@@ -216,6 +216,13 @@ def published(
     return family, model, tokenizer, directory
 
 
+def reference_model(directory: Path, dtype: torch.dtype) -> Any:
+    """transformers' own model loaded from the published files (``torch_dtype=`` before transformers 4.56)."""
+    major, minor = (int(p) for p in transformers.__version__.split(".")[:2])
+    key = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+    return transformers.AutoModelForCausalLM.from_pretrained(directory, **{key: dtype}).eval()
+
+
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     captured = capsys.readouterr()
@@ -238,7 +245,7 @@ def test_import_then_generate_prints_what_transformers_decodes(
     inputs = tokenizer(PROMPT, return_tensors="pt")
     argv = ["generate", str(out), PROMPT, "--temperature", "0", "--max-new-tokens", "20"]
     for dtype, option in ((torch.bfloat16, "auto"), (torch.float32, "fp32")):
-        reference = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=dtype).eval()
+        reference = reference_model(directory, dtype)
         with torch.no_grad():
             expected_ids = reference.generate(**inputs, max_new_tokens=20, do_sample=False, pad_token_id=0)
         new = expected_ids[0, inputs["input_ids"].shape[1] :]
@@ -335,7 +342,7 @@ def test_chat_renders_the_template_and_stops_at_end_of_turn(
     message = [{"role": "user", "content": "Hello world!"}]
     ids = tokenizer.apply_chat_template(message, add_generation_prompt=True, tokenize=True, return_dict=False)
     torch_dtype = torch.float32 if dtype == "fp32" else torch.bfloat16
-    reference = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype).eval()
+    reference = reference_model(directory, torch_dtype)
     with torch.no_grad():
         prompt = torch.tensor([ids])  # (1, t); the mask says BOS (id 0, like pad_token_id) is a real token
         generated = reference.generate(
