@@ -89,7 +89,7 @@ class Registry(Mapping[str, Entry]):
         available = ", ".join(sorted(self._entries)) or "none"
         package = KIND_PACKAGES.get(self.kind)
         hint = (
-            f"built-in {self.kind} come from {package} (pip install packages/{package}); "
+            f"built-in {self.kind} come from {package} (pip install {package}); "
             "others need their plugin package installed"
             if package
             else "install the plugin package that provides it"
