@@ -182,3 +182,26 @@ def test_chat_and_classify_check_checksums_unless_no_verify(
         assert errors[0].startswith(f"error: {weights}: checksum mismatch")
     monkeypatch.setattr(sys, "stdin", io.StringIO("Name a colour.\n"))
     assert main(["chat", str(damaged), "--max-new-tokens", "2", "--no-verify"]) == 0
+
+
+def test_finetune_from_a_damaged_base_is_one_line_unless_no_verify(base_checkpoint, tmp_path, capsys) -> None:
+    import json
+    import shutil
+
+    from llm_core.cli import main
+
+    damaged = shutil.copytree(base_checkpoint, tmp_path / "damaged")
+    weights = damaged / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-11] ^= 0x08
+    weights.write_bytes(bytes(data))
+    records = [{"instruction": f"Repeat {i}.", "input": "", "output": f"{i}"} for i in range(24)]
+    (tmp_path / "data.json").write_text(json.dumps(records))
+    argv = ["finetune", "instruct", "--base", str(damaged), "--data", str(tmp_path / "data.json")]
+    argv += ["--max-steps", "1", "--batch-size", "2", "--eval-batches", "1", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err
+    assert errors[0].startswith(f"error: {weights}: checksum mismatch")
+    assert main([*argv, "--out", str(tmp_path / "run2"), "--no-verify"]) == 0, capsys.readouterr().err

@@ -133,40 +133,43 @@ def finetune_classify_command(
     device: Device = "cpu",
     resume: Resume = False,
     overwrite: Overwrite = False,
+    no_verify: NoVerify = False,
     progress: Progress = True,
     as_json: AsJson = False,
 ) -> None:
     """Finetune a model as a text classifier (the book's chapter 6: spam or not); 5 epochs by default."""
     from llm_finetune.classifier import finetune_classifier
+    from llm_model.checkpoint import checksum_verification
 
     echo = _echo(as_json)
-    run = finetune_classifier(
-        base,
-        data,
-        out,
-        trainable=trainable,
-        epochs=epochs if epochs is not None or max_steps is not None else 5,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        tokenizer=tokenizer,
-        labels=[s.strip() for s in labels.split(",")] if labels else None,
-        data_root=data_dir,
-        balance=balance,
-        max_length=max_length,
-        on_long=on_long,
-        lora=_lora(lora_rank, lora_alpha, lora_dropout, lora_target),
-        seed=seed,
-        eval_every=eval_every,
-        eval_batches=eval_batches,
-        checkpoint_every=checkpoint_every,
-        progress=progress and not as_json,
-        device=device,
-        resume=resume,
-        overwrite=overwrite,
-        echo=echo,
-    )
+    with checksum_verification(not no_verify):  # the base checkpoint
+        run = finetune_classifier(
+            base,
+            data,
+            out,
+            trainable=trainable,
+            epochs=epochs if epochs is not None or max_steps is not None else 5,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            tokenizer=tokenizer,
+            labels=[s.strip() for s in labels.split(",")] if labels else None,
+            data_root=data_dir,
+            balance=balance,
+            max_length=max_length,
+            on_long=on_long,
+            lora=_lora(lora_rank, lora_alpha, lora_dropout, lora_target),
+            seed=seed,
+            eval_every=eval_every,
+            eval_batches=eval_batches,
+            checkpoint_every=checkpoint_every,
+            progress=progress and not as_json,
+            device=device,
+            resume=resume,
+            overwrite=overwrite,
+            echo=echo,
+        )
     if as_json:
         record = {
             "run_dir": str(run.run_dir),
@@ -234,39 +237,42 @@ def finetune_instruct_command(
     device: Device = "cpu",
     resume: Resume = False,
     overwrite: Overwrite = False,
+    no_verify: NoVerify = False,
     progress: Progress = True,
 ) -> None:
     """Instruction-finetune a model (the book's chapter 7; 2 epochs by default) and answer the test split."""
     from llm_finetune.instruct import finetune_instructions
+    from llm_model.checkpoint import checksum_verification
 
-    run = finetune_instructions(
-        base,
-        data,
-        out,
-        template=template,
-        trainable=trainable,
-        mask_prompt=mask_prompt,
-        epochs=epochs if epochs is not None or max_steps is not None else 2,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        tokenizer=tokenizer,
-        data_root=data_dir,
-        on_long=on_long,
-        lora=_lora(lora_rank, lora_alpha, lora_dropout, lora_target),
-        max_new_tokens=max_new_tokens,
-        test_limit=test_limit,
-        seed=seed,
-        eval_every=eval_every,
-        eval_batches=eval_batches,
-        checkpoint_every=checkpoint_every,
-        progress=progress,
-        device=device,
-        resume=resume,
-        overwrite=overwrite,
-        echo=typer.echo,
-    )
+    with checksum_verification(not no_verify):  # the base checkpoint
+        run = finetune_instructions(
+            base,
+            data,
+            out,
+            template=template,
+            trainable=trainable,
+            mask_prompt=mask_prompt,
+            epochs=epochs if epochs is not None or max_steps is not None else 2,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            tokenizer=tokenizer,
+            data_root=data_dir,
+            on_long=on_long,
+            lora=_lora(lora_rank, lora_alpha, lora_dropout, lora_target),
+            max_new_tokens=max_new_tokens,
+            test_limit=test_limit,
+            seed=seed,
+            eval_every=eval_every,
+            eval_batches=eval_batches,
+            checkpoint_every=checkpoint_every,
+            progress=progress,
+            device=device,
+            resume=resume,
+            overwrite=overwrite,
+            echo=typer.echo,
+        )
     val = "n/a" if run.val_loss is None else f"{run.val_loss:.4f}"
     typer.echo(f"done: {run.steps} steps, val loss {val}")
     if run.responses_file:
@@ -302,35 +308,38 @@ def finetune_dpo_command(
     device: Device = "cpu",
     resume: Resume = False,
     overwrite: Overwrite = False,
+    no_verify: NoVerify = False,
     progress: Progress = True,
 ) -> None:
     """Preference-tune a model with DPO against a frozen copy of itself (chapter 7 bonus; 1 epoch)."""
     from llm_finetune.dpo import finetune_dpo
+    from llm_model.checkpoint import checksum_verification
 
-    run = finetune_dpo(
-        base,
-        data,
-        out,
-        template=template,
-        beta=beta,
-        trainable=trainable,
-        epochs=epochs if epochs is not None or max_steps is not None else 1,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        tokenizer=tokenizer,
-        lora=_lora(lora_rank, lora_alpha, lora_dropout, lora_target),
-        seed=seed,
-        eval_every=eval_every,
-        eval_batches=eval_batches,
-        checkpoint_every=checkpoint_every,
-        progress=progress,
-        device=device,
-        resume=resume,
-        overwrite=overwrite,
-        echo=typer.echo,
-    )
+    with checksum_verification(not no_verify):  # the base checkpoint
+        run = finetune_dpo(
+            base,
+            data,
+            out,
+            template=template,
+            beta=beta,
+            trainable=trainable,
+            epochs=epochs if epochs is not None or max_steps is not None else 1,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            tokenizer=tokenizer,
+            lora=_lora(lora_rank, lora_alpha, lora_dropout, lora_target),
+            seed=seed,
+            eval_every=eval_every,
+            eval_batches=eval_batches,
+            checkpoint_every=checkpoint_every,
+            progress=progress,
+            device=device,
+            resume=resume,
+            overwrite=overwrite,
+            echo=typer.echo,
+        )
     if run.initial_margin is not None and run.final_margin is not None:
         typer.echo(f"val reward margin: {run.initial_margin:.4f} -> {run.final_margin:.4f}")
     typer.echo(f"done: {run.steps} steps; model: {run.final_dir}")
