@@ -16,7 +16,7 @@ from llm_core.errors import PluginError, ScratchLMError
 from llm_core.manager import get_manager
 from llm_core.providers import COMMAND_PACKAGES, install_hint
 
-__all__ = ["EXIT_ERROR", "build_app", "main"]
+__all__ = ["EXIT_ERROR", "build_app", "main", "version_lines"]
 
 EXIT_ERROR = 2
 _state: dict[str, bool] = {"debug": False}
