@@ -175,7 +175,7 @@ def write_model_files(
     are not full ones (gathered from an FSDP-sharded model); tied names are
     dropped as for the model itself.
     """
-    from safetensors.torch import save_file
+    from llm_model.safetensors_io import write_safetensors
 
     directory = Path(directory)
     if not directory.is_dir():
@@ -186,8 +186,8 @@ def write_model_files(
     else:
         tied = tied_parameter_aliases(model)
         tensors = {name: t for name, t in state_dict.items() if name not in tied}
-    tensors = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
-    save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+    # one tensor at a time, so a memory-mapped model is written without a second copy of its weights
+    write_safetensors(directory / WEIGHTS_FILE, tensors, metadata={"format": "pt"})
     (directory / CONFIG_FILE).write_text(
         json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
