@@ -20,6 +20,7 @@ __all__ = [
     "NoVerify",
     "export_hf_command",
     "generate_command",
+    "import_book_command",
     "import_hf_command",
     "model_info_command",
 ]
@@ -224,6 +225,43 @@ def import_hf_command(
         tokenizer, files = own_tokenizer(directory, model)
     save_pretrained(model, out, tokenizer=tokenizer, files=files)
     write_output_marker(out, "import-hf")  # save_pretrained renames the whole checkpoint into place
+    typer.echo(f"imported {model_info(model)['parameters']:,} parameters from {src} into {out}")
+
+
+def import_book_command(
+    src: Annotated[
+        Path, typer.Argument(help="A .pth saved from the book's GPTModel (torch.save of its state_dict).")
+    ],
+    out: Annotated[Path, typer.Argument(help="Checkpoint directory to write.")],
+    preset: Annotated[
+        str, typer.Option("--preset", help="The book's configuration the file was saved from.")
+    ] = "gpt2-124m",
+    qkv_bias: Annotated[
+        bool, typer.Option("--qkv-bias", help="The model has query/key/value biases (OpenAI's weights).")
+    ] = False,
+    overrides: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--set", help="Another config value, KEY=VALUE (repeatable), e.g. --set context_length=256."
+        ),
+    ] = None,
+    tokenizer: Annotated[str, typer.Option("--tokenizer", help="Tokenizer to record.")] = DEFAULT_TOKENIZER,
+    force: Force = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace OUT even if it is not an import-book output.")
+    ] = False,
+) -> None:
+    """Import a model trained with the book's own code (chapter 4's GPTModel) as a scratchlm checkpoint."""
+    from llm_core.config_io import parse_override
+    from llm_model.book_weights import import_book
+    from llm_model.checkpoint import save_pretrained
+    from llm_model.gpt import model_info
+
+    check_output_dir(out, command="import-book", overwrite=overwrite, option="OUT")  # before any work
+    values = dict(parse_override(text) for text in overrides or [])
+    model = import_book(src, preset=preset, qkv_bias=qkv_bias, force=force, **values)
+    save_pretrained(model, out, tokenizer=tokenizer)
+    write_output_marker(out, "import-book")
     typer.echo(f"imported {model_info(model)['parameters']:,} parameters from {src} into {out}")
 
 

@@ -46,10 +46,11 @@ def register_architectures(register: Register) -> None:
 
 @hookimpl
 def register_commands(cli: Any) -> None:
-    """Add ``model-info``, ``generate``, ``import-hf`` and ``export-hf``."""
+    """Add ``model-info``, ``generate``, ``import-hf``, ``import-book`` and ``export-hf``."""
     from llm_model import commands
 
     cli.command("model-info")(commands.model_info_command)
     cli.command("generate")(commands.generate_command)
     cli.command("import-hf")(commands.import_hf_command)
+    cli.command("import-book")(commands.import_book_command)
     cli.command("export-hf")(commands.export_hf_command)
