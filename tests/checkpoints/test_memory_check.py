@@ -1,6 +1,6 @@
 """A model too large for the machine is refused in one line before anything is allocated (issue 19, point 3).
 
-A checkpoint whose config.json says ``n_layers=100000, emb_dim=100000`` (about 48 TB
+A checkpoint whose config.json says ``n_layers=100000, emb_dim=100000`` (about 48 PB
 of fp32 parameters): ``generate``, ``chat``, ``serve``, ``evaluate`` and ``pretrain``
 each print one line with the estimate and the limit and exit 2, within seconds.
 """
@@ -38,7 +38,7 @@ def refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     err = capsys.readouterr().err
     assert code == 2, err
     assert elapsed < 20 and err.count("\n") == 1 and "Traceback" not in err
-    assert " TB, more than the " in err and "available" in err and "--force" in err
+    assert " PB, more than the " in err and "available" in err and "--force" in err
     return err
 
 

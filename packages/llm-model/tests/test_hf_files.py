@@ -178,7 +178,7 @@ def test_a_huge_config_is_refused_before_anything_is_allocated(tmp_path: Path) -
     assert time.perf_counter() - start < 10
     message = str(info.value)
     assert "\n" not in message and "config.json: the model's parameters (float32) need" in message
-    assert "TB, more than the" in message and "available (MemAvailable in /proc/meminfo)" in message
+    assert "PB, more than the" in message and "available (MemAvailable in /proc/meminfo)" in message
     assert "--force" in message
 
 

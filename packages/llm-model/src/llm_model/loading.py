@@ -82,8 +82,8 @@ def resolve_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
 
 def format_bytes(n: float) -> str:
     """``n`` bytes as a short human figure: ``1.5 GB``, ``12.0 MB``."""
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if abs(n) < 1000 or unit == "PB":
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1000
     raise AssertionError("unreachable")  # pragma: no cover
