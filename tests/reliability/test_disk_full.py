@@ -83,7 +83,8 @@ def test_checkpoint_on_a_full_disk_keeps_the_previous_ones_and_resumes(
     run = tmpfs.path / "run"
     with pytest.raises(Exception, match="No space left on device") as failure:
         pretrain(config, run)
-    assert [p.name for p in run.iterdir() if p.name.startswith(".")] == []  # no temporary directory left
+    hidden = [p.name for p in run.iterdir() if p.name.startswith(".")]
+    assert hidden == [".scratchlm-run.json"]  # the run's marker; no temporary directory left
     complete = [path for _, path in list_checkpoints(run)] + [run / "best"]
     assert len(complete) >= 2
     names = sorted(p.name for p in run.iterdir() if p.is_dir())
