@@ -43,20 +43,17 @@ PACKAGES = [
 PYTHON = os.environ.get("SCRATCHLM_PYTHON", "3.11")
 TORCH = os.environ.get("SCRATCHLM_TORCH", "2.13.0")
 #: Oldest torch the packages support (their `torch>=` lower bound) and the matrix tests.
-TORCH_OLDEST = "2.5.1"
+TORCH_OLDEST = "2.6.0"
 #: `nox -s matrix`: (Python, torch) cells. The first is every other session's default; the
 #: corners are the oldest Python with the oldest torch declared and the newest Python with the
 #: newest torch pip installs here (the reference machine caps pip at torch<=2.14.1).
 MATRIX_CELLS = [
     (PYTHON, TORCH),
     ("3.10", TORCH_OLDEST),
+    ("3.13", "2.14.1"),
     ("3.12", "2.9.1"),
     ("3.11", "2.14.1"),
-    ("3.13", "2.14.1"),
 ]
-#: Test-only pins per matrix torch: transformers 5 (the reference of the GPT-2 parity tests)
-#: disables itself below torch 2.6, so the torch 2.5 cell tests against transformers 4.
-MATRIX_TEST_PINS = {TORCH_OLDEST: ("transformers<5",)}
 #: Extra things a package's own tests need besides its `[test]` extra.
 TEST_FIXTURES = {
     "llm-core": [
@@ -289,7 +286,7 @@ def matrix(session: nox.Session, torch: str) -> None:
 
     Not in CI: each cell but the default downloads torch (GB), so the cell's virtualenv is
     removed when it ends (SCRATCHLM_MATRIX_KEEP=1 keeps it). Run one cell with
-    `nox -s "matrix(py3.10-torch2.5.1)"`, then `python scripts/gen_compatibility.py`.
+    `nox -s "matrix(py3.10-torch2.6.0)"`, then `python scripts/gen_compatibility.py`.
     """
     cell_id = f"py{session.python}-torch{torch}"
     start = time.perf_counter()
@@ -303,9 +300,7 @@ def matrix(session: nox.Session, torch: str) -> None:
     try:
         install_torch(session, torch)
         requirements = [str(snapshot / path) for path in ALL_PACKAGES]
-        install_local(
-            session, *requirements, torch=torch, root=snapshot, extra=MATRIX_TEST_PINS.get(torch, ())
-        )
+        install_local(session, *requirements, torch=torch, root=snapshot)
         versions = session.run(
             "python", "-c", "import sys, torch; print(sys.version.split()[0], torch.__version__)", silent=True
         )
@@ -449,7 +444,8 @@ def index(session: nox.Session) -> None:
     shutil.rmtree(venv, ignore_errors=True)
     session.run("python", "-m", "venv", str(venv))
     python = str(venv / "bin" / "python")
-    session.run(python, "-m", "pip", "install", "-q", f"torch=={TORCH}", external=True)
+    # --no-compile: byte-compiling all of torch at install costs more than compiling what is imported
+    session.run(python, "-m", "pip", "install", "-q", "--no-compile", f"torch=={TORCH}", external=True)
 
     def installed() -> dict[str, str | None]:
         output = session.run(python, "-c", _INSTALLED, external=True, silent=True)
@@ -462,8 +458,8 @@ def index(session: nox.Session) -> None:
             """pip install from the index; fail unless every llm-* file came from the server."""
             report = tmp / "report.json"
             session.run(
-                python, "-m", "pip", "install", "-q", "--index-url", url, "--report", str(report),
-                *requirements, external=True,
+                python, "-m", "pip", "install", "-q", "--no-compile", "--index-url", url,
+                "--report", str(report), *requirements, external=True,
             )  # fmt: skip
             for item in json.loads(report.read_text(encoding="utf-8"))["install"]:
                 name, source = item["metadata"]["name"], item["download_info"]["url"]
@@ -498,9 +494,7 @@ def index(session: nox.Session) -> None:
             external=True, env=TEST_ENV,
         )  # fmt: skip
         plugins = sorted(path for path in (ROOT / "examples" / "plugins").iterdir() if path.is_dir())
-        for plugin in plugins:
-            with session.chdir(plugin):
-                install(".[test]")
+        install(*[f"{plugin}[test]" for plugin in plugins])  # each from its own folder, one resolution
         for name, source in installed().items():
             if name.startswith("llm-") and source is not None:
                 session.error(f"{name} was installed from {source}, not by name from the index")
