@@ -429,12 +429,25 @@ def index(session: nox.Session) -> None:
     transformers); then `llm-eval[serve]`; `scratchlm model-info` and a tiny `generate` run;
     then each example plugin installs from its own directory, resolving llm-* from the index,
     and passes its tests and the conformance suite. Every llm-* file must come from the server.
-    Builds dist/ first when it lacks this version's wheels (`nox -s build` does it in CI).
+    Builds the wheels first when dist/ lacks them or is older than the sources (in CI,
+    `nox -s build` has just made them).
     """
     version = (ROOT / "VERSION").read_text(encoding="utf-8").strip()
-    wheels = [DIST / f"{p.replace('-', '_')}-{version}-py3-none-any.whl" for p in PACKAGES]
-    if not all(wheel.is_file() for wheel in wheels):
-        session.log(f"dist/ lacks the {version} wheels: building them")
+    wheels = {p: DIST / f"{p.replace('-', '_')}-{version}-py3-none-any.whl" for p in PACKAGES}
+
+    def stale(package: str) -> bool:
+        """No wheel, or a source file newer than it (the wheel would not be what is tested)."""
+        if not wheels[package].is_file():
+            return True
+        built = wheels[package].stat().st_mtime
+        ignored = {"tests", "__pycache__", "build", "dist"}
+        top = ROOT / "packages" / package
+        sources = [path for path in top.rglob("*") if not ignored & set(path.relative_to(top).parts)]
+        return any(path.stat().st_mtime > built for path in sources if path.is_file())
+
+    if any(stale(package) for package in PACKAGES):
+        session.log(f"dist/ lacks the {version} wheels or is older than the sources: building them")
+        shutil.rmtree(DIST, ignore_errors=True)
         session.install("build>=1.2")
         for package in PACKAGES:
             session.run("python", "-m", "build", "--wheel", "--outdir", str(DIST), f"packages/{package}")
