@@ -115,9 +115,12 @@ def load_finetuned(directory: str | os.PathLike[str], *, map_location: str = "cp
 
     The model comes back in eval mode; ``model.checkpoint_config`` is the whole config.json.
     A checkpoint that was not finetuned is loaded by :func:`llm_model.load_pretrained`
-    (memory check, memory-mapped weights, ``load_options``' dtype).
+    (memory check, memory-mapped weights, ``load_options``' dtype); a finetuned one is
+    memory-checked too and converted to ``load_options``' dtype after loading.
     """
     from llm_model import load_pretrained, load_weights_into, read_checkpoint_config, verify_checksums
+    from llm_model.gpt import architecture_config
+    from llm_model.loading import check_memory, current_options, parameter_bytes
 
     directory = Path(directory)
     data = read_checkpoint_config(directory)
@@ -130,15 +133,37 @@ def load_finetuned(directory: str | os.PathLike[str], *, map_location: str = "cp
         model = load_pretrained(directory, map_location=map_location)
         model.finetune = {}
         return model
+    dtype = getattr(torch, str(data.get("dtype", "float32")), torch.float32)
+    wanted, force = current_options()  # --dtype / --force of the command, if any
+    config_path = directory / "config.json"
+    try:
+        model_class, model_config = architecture_config(
+            data["architecture"], **{k: v for k, v in data.items() if k in _config_fields(data)}
+        )
+    except ConfigError as exc:
+        raise CheckpointError(f"{config_path}: {exc}") from None
+    label = str(wanted or dtype).removeprefix("torch.")
+    check_memory(
+        parameter_bytes(model_class, model_config, wanted or dtype),
+        what=f"{config_path}: the model's parameters ({label})",
+        device=map_location,
+        force=force,
+    )
     verify_checksums(directory, data)  # as load_pretrained does (off under checksum_verification(False))
     model = build_from_config(data, where=str(directory / "config.json"))
-    dtype = getattr(torch, str(data.get("dtype", "float32")), torch.float32)
     model.to(dtype=dtype)
     _apply_finetune(model, info, where=where)
     load_weights_into(model, directory)
+    if wanted is not None:
+        model.to(dtype=wanted)
     model.finetune = dict(info)  # type: ignore[assignment]
     model.checkpoint_config = dict(data)  # type: ignore[assignment]
     return model.to(map_location).eval()
+
+
+def _config_fields(data: dict[str, Any]) -> set[str]:
+    entry = get_registry("architectures")[data["architecture"]]
+    return {f.name for f in dataclasses.fields(entry.obj.config_class)}
 
 
 def load_base(
