@@ -389,3 +389,38 @@ def test_the_server_chat_endpoints_use_the_template(
             assert answer.status_code == 400 and "roles must alternate" in answer.json()["error"]["message"]
     finally:
         server.stop()
+
+
+def test_gpt2_with_openais_own_bpe_keeps_the_offline_tiktoken_tokenizer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    from llm_data.gpt2 import offline_gpt2_files
+
+    files = offline_gpt2_files()
+    if files is None:
+        pytest.skip("GPT-2 BPE files not installed (llm-data[gpt2-offline])")
+    backend = Tokenizer(models.BPE.from_file(str(files["encoder.json"]), str(files["vocab.bpe"])))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.add_special_tokens(["<|endoftext|>"])
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_positions=64, n_embd=32, n_layer=2, n_head=4, initializer_range=INIT)
+    model = transformers.GPT2LMHeadModel(config).to(torch.bfloat16)
+    directory = tmp_path / "gpt2"
+    model.save_pretrained(directory, max_shard_size="2MB")
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>")
+    tokenizer.save_pretrained(directory)
+    capsys.readouterr()
+    assert run(capsys, "import-hf", str(directory), str(tmp_path / "out"))[0] == 0
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["tokenizer"] == "gpt2"
+    assert not (tmp_path / "out" / "tokenizer.json").exists()
+    inputs = tokenizer(PROMPT, return_tensors="pt")
+    with torch.no_grad():
+        new = reference_model(directory, torch.bfloat16).generate(
+            **inputs, max_new_tokens=12, do_sample=False, pad_token_id=0
+        )[0, inputs["input_ids"].shape[1] :]
+    code, printed, err = run(capsys, "generate", str(tmp_path / "out"), PROMPT, "--max-new-tokens", "12")
+    assert code == 0, err
+    assert printed == PROMPT + tokenizer.decode(new, skip_special_tokens=True) + "\n"
