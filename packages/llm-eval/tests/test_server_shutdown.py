@@ -80,14 +80,14 @@ def test_a_signal_mid_stream_ends_it_with_a_final_chunk_and_exits_0(
         assert started.wait(60), f"no stream: {errors} {''.join(log)[-1000:]}"
         process.send_signal(sig)
         signalled = time.monotonic()
-        code = process.wait(30)
-        thread.join(10)
+        code = process.wait(120)  # generous: a loaded machine must not turn this into a timing test
+        thread.join(60)
     finally:
         if process.poll() is None:
             process.kill()
     stderr = "".join(log)
     assert code == 0, stderr
-    assert time.monotonic() - signalled < 15
+    assert not thread.is_alive(), f"the client is still reading {time.monotonic() - signalled:.0f} s later"
     assert errors == [], errors
     assert "Traceback" not in stderr and "ERROR" not in stderr, stderr
     if api == "ollama":
