@@ -43,7 +43,7 @@ PACKAGES = [
 PYTHON = os.environ.get("SCRATCHLM_PYTHON", "3.11")
 TORCH = os.environ.get("SCRATCHLM_TORCH", "2.13.0")
 #: Oldest torch the packages support (their `torch>=` lower bound) and the matrix tests.
-TORCH_OLDEST = "2.6.0"
+TORCH_OLDEST = "2.7.1"
 #: `nox -s matrix`: (Python, torch) cells. The first is every other session's default; the
 #: corners are the oldest Python with the oldest torch declared and the newest Python with the
 #: newest torch pip installs here (the reference machine caps pip at torch<=2.14.1).
@@ -286,7 +286,7 @@ def matrix(session: nox.Session, torch: str) -> None:
 
     Not in CI: each cell but the default downloads torch (GB), so the cell's virtualenv is
     removed when it ends (SCRATCHLM_MATRIX_KEEP=1 keeps it). Run one cell with
-    `nox -s "matrix(py3.10-torch2.6.0)"`, then `python scripts/gen_compatibility.py`.
+    `nox -s "matrix(py3.10-torch2.7.1)"`, then `python scripts/gen_compatibility.py`.
     """
     cell_id = f"py{session.python}-torch{torch}"
     start = time.perf_counter()
