@@ -31,14 +31,14 @@ def huge(tmp_path: Path) -> Path:
     return directory
 
 
-def refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+def refused(capsys: pytest.CaptureFixture[str], *argv: str, unit: str = "PB") -> str:
     start = time.perf_counter()
     code = main(list(argv))
     elapsed = time.perf_counter() - start
     err = capsys.readouterr().err
     assert code == 2, err
     assert elapsed < 120 and err.count("\n") == 1 and "Traceback" not in err
-    assert " PB, more than the " in err and "available" in err and "--force" in err
+    assert f" {unit}, more than the " in err and "available" in err and "--force" in err
     return err
 
 
@@ -70,4 +70,47 @@ def test_pretrain_refuses_a_huge_model_before_reading_the_data(
     config.write_text(json.dumps({"model": HUGE}))
     out = tmp_path / "run"
     err = refused(capsys, "pretrain", "--data", str(text), "--config", str(config), "--out", str(out))
-    assert "the weights, gradients and AdamW state (fp32) need" in err
+    assert "the weights, gradients and AdamW state (fp32) and the activations of a batch of" in err
+
+
+def test_pretrain_refuses_a_batch_whose_activations_cannot_fit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tiny model with a billion sequences a batch: refused from the estimate, nothing sampled."""
+    text = tmp_path / "text.txt"
+    text.write_text("hello world " * 50)
+    out = tmp_path / "run"
+    argv = [
+        "pretrain",
+        "--data",
+        str(text),
+        "--preset",
+        "tiny",
+        "--batch-size",
+        "1000000000",
+        "--out",
+        str(out),
+    ]
+    err = refused(capsys, *argv, unit="TB")
+    assert "the activations of a batch of 1000000000 sequences need" in err
+    assert "--batch-size or --context-length" in err
+    assert not (out / "step-00000001").exists()
+
+
+def test_the_activation_estimate_is_a_floor_of_what_training_really_holds() -> None:
+    """17 fp32 values per token, layer and unit of width: below the measured peak of a real step."""
+    from llm_model import build_model
+    from llm_train.pretrain import activation_bytes
+
+    model = build_model("gpt2", preset="tiny", drop_rate=0.0)
+    batch, length = 4, 64
+    estimate = activation_bytes(model.config, batch, length)
+    assert estimate == 4 * batch * length * model.config.n_layers * 17 * model.config.emb_dim
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(
+        lambda t: saved.append(t.numel() * t.element_size()) or t, lambda t: t
+    ):
+        idx = torch.randint(0, model.config.vocab_size, (batch, length))
+        model(idx).logsumexp(-1).mean()
+    parameters = sum(p.numel() * p.element_size() for p in model.parameters())
+    assert estimate < sum(saved) - parameters, (estimate, sum(saved))

@@ -180,11 +180,18 @@ def available_memory(device: str | torch.device = "cpu") -> tuple[int, str] | No
     return None
 
 
-def check_memory(needed: int, *, what: str, device: str | torch.device = "cpu", force: bool = False) -> None:
+def check_memory(
+    needed: int,
+    *,
+    what: str,
+    device: str | torch.device = "cpu",
+    force: bool = False,
+    advice: str = "use a smaller model or --dtype bf16",
+) -> None:
     """Refuse (one :class:`ConfigError` line) when ``needed`` bytes exceed the memory ``device`` has.
 
-    ``what`` names the thing that needs it (``"config.json: the model's parameters (bf16)"``).
-    ``force`` skips the check; an unknown amount of free memory passes.
+    ``what`` names the thing that needs it (``"config.json: the model's parameters (bf16)"``),
+    ``advice`` what to change. ``force`` skips the check; an unknown amount of free memory passes.
     """
     if force:
         return
@@ -194,7 +201,7 @@ def check_memory(needed: int, *, what: str, device: str | torch.device = "cpu", 
     limit, source = available
     raise ConfigError(
         f"{what} need {format_bytes(needed)}, more than the {format_bytes(limit)} available "
-        f"({source}); use a smaller model or --dtype bf16, or pass --force to try anyway"
+        f"({source}); {advice}, or pass --force to try anyway"
     )
 
 

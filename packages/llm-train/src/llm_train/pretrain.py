@@ -43,23 +43,48 @@ def load_training_tokens(data: str | Path, *, tokenizer: str, val_fraction: floa
 
 #: Bytes of training state per fp32 parameter byte: the weights, their gradients and AdamW's two moments.
 TRAINING_STATE_FACTOR = 4
+#: fp32 values a transformer layer keeps for the backward pass, per token and per unit of width:
+#: 17 (34 bytes in 16-bit; Korthikanti et al. 2022, "Reducing Activation Recomputation", without
+#: the attention-score term that fused attention does not store). A floor, not a ceiling.
+ACTIVATION_VALUES_PER_WIDTH = 17
+
+
+def activation_bytes(model_config: Any, batch_size: int, context_length: int | None) -> int:
+    """Bytes of the activations one training batch keeps for backward, estimated from the config.
+
+    ``batch_size x context_length x n_layers x 17 x emb_dim`` fp32 values (see
+    :data:`ACTIVATION_VALUES_PER_WIDTH`); 0 for an architecture without those fields.
+    """
+    width = getattr(model_config, "emb_dim", None)
+    layers = getattr(model_config, "n_layers", None)
+    length = context_length or getattr(model_config, "context_length", None)
+    if not (isinstance(width, int) and isinstance(layers, int) and isinstance(length, int)):
+        return 0
+    return 4 * batch_size * length * layers * ACTIVATION_VALUES_PER_WIDTH * width
 
 
 def check_training_memory(config: TrainConfig, model_options: dict[str, Any], *, force: bool = False) -> None:
-    """Refuse (one line) a model whose weights, gradients and AdamW state exceed the memory available.
+    """Refuse (one line) a run whose weights, gradients, AdamW state and one batch's activations
+    exceed the memory available.
 
-    Estimated from the config on the ``meta`` device before anything is built or read;
-    ``force`` (``--force``) skips the check.
+    Estimated from the config (the parameters on the ``meta`` device) before anything is
+    built or read; ``force`` (``--force``) skips the check.
     """
     from llm_model.gpt import architecture_config
     from llm_model.loading import check_memory, parameter_bytes
 
-    if config.parallel == "fsdp":
-        return  # sharded across the processes: one process holds a part only
     model_class, model_config = architecture_config(config.arch, config.preset, **model_options)
-    needed = TRAINING_STATE_FACTOR * parameter_bytes(model_class, model_config, torch.float32)
+    state = TRAINING_STATE_FACTOR * parameter_bytes(model_class, model_config, torch.float32)
+    if config.parallel == "fsdp":
+        state = 0  # sharded across the processes: one process holds a part only
+    activations = activation_bytes(model_config, config.batch_size, config.context_length)
     what = f"{config.arch} ({config.preset or 'config'}): the weights, gradients and AdamW state (fp32)"
-    check_memory(needed, what=what, device=config.device, force=force)
+    if activations:
+        what += f" and the activations of a batch of {config.batch_size} sequences"
+    advice = (
+        "use a smaller model, --batch-size or --context-length (--set grad_accum=N keeps the global batch)"
+    )
+    check_memory(state + activations, what=what, device=config.device, force=force, advice=advice)
 
 
 def build_trainer(config: TrainConfig, out_dir: str | Path, *, force: bool = False) -> Trainer:
