@@ -26,9 +26,8 @@ args = parser.parse_args()
 scratch = tempfile.TemporaryDirectory(prefix="pretrain-")  # removed at exit: pass --out to keep the run
 out = args.out or Path(scratch.name) / "run"
 text = args.text
-if text is None:
-    text = out / "corpus.txt"
-    out.mkdir(parents=True, exist_ok=True)
+if text is None:  # beside the run, not in it: a run directory holds only what pretrain writes
+    text = Path(scratch.name) / "corpus.txt"
     text.write_text(python_docs_text()[:100_000], encoding="utf-8")
 config = TrainConfig(
     data=str(text),
