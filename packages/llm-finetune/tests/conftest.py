@@ -37,7 +37,10 @@ def book_data() -> Path:
     value = os.environ.get("SCRATCHLM_TEST_DATA")
     path = Path(value) if value else None
     if path is None or not path.is_dir():
-        reason = f"book data not found (SCRATCHLM_TEST_DATA={value!r}); point it at shared/data"
+        reason = (
+            f"book data not found (SCRATCHLM_TEST_DATA={value!r}); point it at a folder of the "
+            "book's files (scratchlm download --out DIR)"
+        )
         if os.environ.get("SCRATCHLM_REQUIRE_TEST_DATA") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
