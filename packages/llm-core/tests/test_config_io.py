@@ -16,6 +16,8 @@ from llm_core import CheckpointError, ConfigError
 from llm_core.config_io import (
     check_keys,
     config_from_dict,
+    json_digest,
+    sha256_file,
     config_to_dict,
     load_config_file,
     parse_override,
@@ -167,3 +169,18 @@ def test_check_keys_names_a_misspelled_key_and_what_it_should_be() -> None:
 def test_check_keys_lists_every_unknown_key() -> None:
     with pytest.raises(ConfigError, match=r"unknown key 'x'.*unknown key 'y'.*expected keys: a"):
         check_keys({"a": 1, "x": 1, "y": 2}, required={"a"}, source="c")
+
+
+def test_sha256_file_reads_in_blocks_and_matches_hashlib(tmp_path: Path) -> None:
+    import hashlib
+
+    data = bytes(range(256)) * 20_000  # over one 4 MiB block
+    (tmp_path / "f").write_bytes(data)
+    assert sha256_file(tmp_path / "f") == hashlib.sha256(data).hexdigest()
+
+
+def test_json_digest_leaves_its_own_key_out_and_ignores_key_order() -> None:
+    digest = json_digest({"b": 1, "a": [1, 2]})
+    assert json_digest({"a": [1, 2], "b": 1, "sha256": digest}) == digest
+    assert json_digest({"a": [1, 2], "b": 2}) != digest
+    assert json_digest({"a": [1, 2], "b": 1, "check": "x"}, without="check") == digest

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import json
 import math
 import os
@@ -30,8 +31,10 @@ __all__ = [
     "check_keys",
     "config_from_dict",
     "config_to_dict",
+    "json_digest",
     "load_config_file",
     "parse_override",
+    "sha256_file",
     "write_bytes_atomic",
     "write_json_atomic",
 ]
@@ -192,6 +195,24 @@ def parse_override(text: str) -> tuple[str, Any]:
     except json.JSONDecodeError:
         value = raw
     return key.strip(), value
+
+
+def json_digest(data: Mapping[str, Any], *, without: str = "sha256") -> str:
+    """Hex sha256 of ``data``'s canonical JSON (sorted keys), leaving out the key ``without``.
+
+    How a JSON file carries its own checksum: the digest of everything but itself.
+    """
+    body = {key: value for key, value in data.items() if key != without}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes, read in 4 MiB blocks (weights and shards can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:

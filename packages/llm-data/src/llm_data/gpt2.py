@@ -15,10 +15,10 @@ The encoding is built once per process.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 from pathlib import Path
 
+from llm_core.config_io import sha256_file
 from llm_core.errors import DataError, MissingDependencyError
 
 __all__ = ["GPT2_FILE_HASHES", "GPT2_PATTERN", "gpt2_encoding", "offline_gpt2_files"]
@@ -36,10 +36,6 @@ ENDOFTEXT = "<|endoftext|>"
 GPT2_N_VOCAB = 50257
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def offline_gpt2_files() -> dict[str, Path] | None:
     """Paths of the installed GPT-2 ``encoder.json`` and ``vocab.bpe``, or ``None`` when absent.
 
@@ -53,7 +49,7 @@ def offline_gpt2_files() -> dict[str, Path] | None:
     if not all(path.is_file() for path in files.values()):
         return None
     for name, path in files.items():
-        found = _sha256(path)
+        found = sha256_file(path)
         if found != GPT2_FILE_HASHES[name]:
             raise DataError(
                 f"{path}: sha256 {found} does not match GPT-2's {name} ({GPT2_FILE_HASHES[name]}); "

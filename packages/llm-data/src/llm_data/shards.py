@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from llm_core.config_io import check_keys, write_json_atomic
+from llm_core.config_io import check_keys, json_digest, sha256_file, write_json_atomic
 from llm_core.errors import DataError
 
 __all__ = [
@@ -69,14 +69,6 @@ SPLITS = ("train", "val")
 def token_dtype(n_vocab: int) -> np.dtype:
     """``uint16`` when every id fits (``n_vocab <= 65536``), else ``uint32``."""
     return np.dtype("<u2") if n_vocab <= 1 << 16 else np.dtype("<u4")
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ShardWriter:
@@ -183,8 +175,7 @@ class TokenArray:
 
 def index_digest(index: Mapping[str, Any]) -> str:
     """sha256 of the index's canonical JSON, without its own ``sha256`` key."""
-    body = {k: v for k, v in index.items() if k != CHECKSUM_KEY}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
+    return json_digest(index, without=CHECKSUM_KEY)
 
 
 def write_index(directory: str | os.PathLike[str], index: Mapping[str, Any]) -> dict[str, Any]:
@@ -347,7 +338,7 @@ def load_prepared(
                 f"({expected} bytes): the shard is truncated or modified; re-run `scratchlm prepare`"
             )
         if verify:
-            found = _sha256_file(path)
+            found = sha256_file(path)
             if found != shard["sha256"]:
                 raise DataError(
                     f"{path}: sha256 {found} does not match {INDEX_FILE} ({shard['sha256']}): "

@@ -60,7 +60,7 @@ _EXPORTS = {
     "read_checkpoint_config": "checkpoint",
     "save_pretrained": "checkpoint",
     "stream_tokens": "generation",
-    "tied_parameter_aliases": "checkpoint",
+    "tied_parameter_aliases": "loading",
     "verify_checksums": "checkpoint",
     "write_model_files": "checkpoint",
 }

@@ -32,7 +32,7 @@ from llm_model.loading import (
     fill,
     parameter_bytes,
     stored_dtype,
-    tied_aliases,
+    tied_parameter_aliases,
 )
 
 __all__ = ["BOOK_BUFFER_SUFFIX", "import_book", "read_book_state_dict"]
@@ -97,7 +97,7 @@ def import_book(
         force=force,
     )
     model = build_on_meta(lambda: GPTModel(config))
-    expected = expected_like(model, stored, skip=tied_aliases(model))
+    expected = expected_like(model, stored, skip=tied_parameter_aliases(model))
     found = {n: t for n, t in found.items() if n in expected or not n.endswith(BOOK_BUFFER_SUFFIX)}
     where = f"{path} (preset {preset}, qkv_bias={str(qkv_bias).lower()})"
     check_tensors(expected, found, where=where)

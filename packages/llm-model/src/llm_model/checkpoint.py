@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -37,8 +36,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from llm_core.config_io import check_keys, config_from_dict, config_to_dict
+from llm_core.config_io import check_keys, config_from_dict, config_to_dict, json_digest, sha256_file
 from llm_core.errors import CheckpointError, ConfigError, PluginError
+from llm_model.loading import tied_parameter_aliases
 
 __all__ = [
     "CONFIG_FILE",
@@ -52,7 +52,6 @@ __all__ = [
     "load_weights_into",
     "read_checkpoint_config",
     "save_pretrained",
-    "tied_parameter_aliases",
     "verify_checksums",
     "write_model_files",
 ]
@@ -108,18 +107,6 @@ def unique_tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str,
         seen[key] = name
         kept[name] = tensor
     return kept, aliases
-
-
-def tied_parameter_aliases(model: nn.Module) -> dict[str, str]:
-    """``{alias: kept name}`` for parameters shared under several names (by identity, so sharded ones too)."""
-    first: dict[int, str] = {}
-    aliases: dict[str, str] = {}
-    for name, param in model.named_parameters(remove_duplicate=False):
-        if id(param) in first:
-            aliases[name] = first[id(param)]
-        else:
-            first[id(param)] = name
-    return aliases
 
 
 def _dtype_name(model: nn.Module) -> str:
@@ -201,18 +188,9 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _config_digest(data: Mapping[str, Any]) -> str:
     """sha256 of the config's canonical JSON, without its own ``sha256`` key."""
-    body = {k: v for k, v in data.items() if k != CHECKSUM_KEY}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
+    return json_digest(data, without=CHECKSUM_KEY)
 
 
 def _record_checksums(directory: Path) -> None:
@@ -222,7 +200,7 @@ def _record_checksums(directory: Path) -> None:
     digests = {CONFIG_FILE: _config_digest(data)}
     for file in sorted(directory.iterdir()):
         if file.is_file() and file.name != CONFIG_FILE:
-            digests[file.name] = _sha256_file(file)
+            digests[file.name] = sha256_file(file)
     data[CHECKSUM_KEY] = digests
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
@@ -440,7 +418,7 @@ def verify_checksums(
                 f"{path}: expected the file whose sha256 {CONFIG_FILE} records, found no such file; "
                 "re-save or re-download the checkpoint"
             )
-        found = _sha256_file(path)
+        found = sha256_file(path)
         if found != want:
             raise CheckpointError(
                 f"{path}: checksum mismatch (sha256 {found[:12]}…, {CONFIG_FILE} records {want[:12]}…): "
@@ -573,7 +551,7 @@ def load_pretrained(
     weights_path = directory / WEIGHTS_FILE
     found = _read_weights(weights_path)
     model = loading.build_on_meta(lambda: model_class(config))
-    aliases = loading.tied_aliases(model)
+    aliases = loading.tied_parameter_aliases(model)
     check_tensors(loading.expected_like(model, stored, skip=aliases), found, where=str(weights_path))
     model = loading.fill(
         model, found, dtype=wanted, where=str(weights_path), factory=lambda: model_class(config)

@@ -50,7 +50,7 @@ from llm_model.loading import (
     fill,
     parameter_bytes,
     stored_dtype,
-    tied_aliases,
+    tied_parameter_aliases,
 )
 from llm_model.phi import PhiConfig, PhiModel
 
@@ -399,7 +399,7 @@ def import_hf_family(
     )
     model = build_on_meta(lambda: family.model_class(config))
     names = family.names(config)
-    aliases = tied_aliases(model)
+    aliases = tied_parameter_aliases(model)
     ours = expected_like(model, stored, skip=aliases)
     if set(names) != set(ours):  # pragma: no cover - a mapping bug
         raise CheckpointError(f"internal name-map error for {model_type}: {sorted(set(names) ^ set(ours))}")

@@ -41,7 +41,7 @@ __all__ = [
     "parameter_bytes",
     "resolve_dtype",
     "stored_dtype",
-    "tied_aliases",
+    "tied_parameter_aliases",
 ]
 
 #: ``--dtype`` choices: ``auto`` keeps the checkpoint's own dtype.
@@ -211,7 +211,7 @@ def _set_tensor(model: nn.Module, name: str, value: torch.Tensor) -> None:
     setattr(module, attr, value)
 
 
-def tied_aliases(model: nn.Module) -> dict[str, str]:
+def tied_parameter_aliases(model: nn.Module) -> dict[str, str]:
     """``{alias: kept name}`` of parameters shared under several names (by identity: works on ``meta``)."""
     first: dict[int, str] = {}
     aliases: dict[str, str] = {}
@@ -260,7 +260,7 @@ def fill(
                 f"{where}: the model has unsaved buffers it cannot recompute (no reset_buffers())"
             )
         model = factory()
-    aliases = tied_aliases(model)
+    aliases = tied_parameter_aliases(model)
     result = model.load_state_dict(tensors, strict=False, assign=True)
     missing = [name for name in result.missing_keys if name not in aliases]
     if missing or result.unexpected_keys:

@@ -11,7 +11,6 @@ never leaves a half checkpoint that looks complete.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import random
@@ -26,7 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from llm_core.config_io import check_keys, write_json_atomic
+from llm_core.config_io import check_keys, json_digest, sha256_file, write_json_atomic
 from llm_core.errors import CheckpointError
 from llm_model import load_pretrained, load_weights_into, write_model_files
 from llm_model.checkpoint import WEIGHTS_FILE
@@ -60,18 +59,9 @@ OPTIMIZER_FILE = "optimizer.safetensors"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _state_digest(state: dict[str, Any]) -> str:
     """sha256 of the state's canonical JSON (without its own ``sha256`` key)."""
-    body = {k: v for k, v in state.items() if k != "sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
+    return json_digest(state)
 
 
 def _fsync_tree(directory: Path) -> None:
@@ -168,7 +158,7 @@ def save_training_checkpoint(
         optimizer_state = optimizer if isinstance(optimizer, dict) else optimizer.state_dict()
         tensors, meta = _optimizer_tensors(optimizer_state)
         save_file(tensors, str(tmp / OPTIMIZER_FILE))
-        files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
         state = {**trainer_state, "optimizer": meta, "files": files, "format_version": STATE_FORMAT}
         state["sha256"] = _state_digest(state)
         (tmp / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
@@ -261,7 +251,7 @@ def verify_training_checkpoint(path: Path) -> dict[str, Any]:
         file = path / name
         if not file.is_file():
             raise CheckpointError(f"{file}: missing from the checkpoint")
-        if _sha256(file) != expected:
+        if sha256_file(file) != expected:
             raise CheckpointError(
                 f"{file}: checksum mismatch (the file is corrupt or was modified); "
                 f"delete {path} to resume from an older checkpoint"
