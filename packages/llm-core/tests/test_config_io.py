@@ -16,11 +16,11 @@ from llm_core import CheckpointError, ConfigError
 from llm_core.config_io import (
     check_keys,
     config_from_dict,
-    json_digest,
-    sha256_file,
     config_to_dict,
+    json_digest,
     load_config_file,
     parse_override,
+    sha256_file,
     write_json_atomic,
 )
 
