@@ -110,6 +110,7 @@ def timed(func: Callable[..., None]) -> Callable[..., None]:
                 "status": status,
                 "seconds": round(time.perf_counter() - start, 1),
                 "finished": time.time(),
+                "nox": _SUMMARY_PID,  # which `nox` run it belongs to (another may share the checkout)
                 "skips": [f"{what}: {why}" for what, why in _SKIPS],
             }
             REPORTS.mkdir(parents=True, exist_ok=True)
@@ -151,7 +152,7 @@ def _print_summary() -> None:
     records = []
     for path in REPORTS.glob("*.json"):
         record = json.loads(path.read_text(encoding="utf-8"))
-        if record["finished"] >= _STARTED:
+        if record.get("nox") == _SUMMARY_PID and record["finished"] >= _STARTED:
             records.append(record)
     if not records:
         return

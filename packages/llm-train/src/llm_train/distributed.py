@@ -31,10 +31,8 @@ Parallel = Literal["ddp", "fsdp"]
 
 
 def _fully_shard() -> Any:
-    try:
-        from torch.distributed.fsdp import fully_shard  # torch >= 2.6
-    except ImportError:  # pragma: no cover - torch 2.5
-        from torch.distributed._composable.fsdp import fully_shard
+    from torch.distributed.fsdp import fully_shard  # FSDP2 (the family needs torch >= 2.7)
+
     return fully_shard
 
 
