@@ -495,6 +495,12 @@ def index(session: nox.Session) -> None:
         scratchlm = str(venv / "bin" / "scratchlm")
         session.run(scratchlm, "--version", external=True)
         session.run(scratchlm, "model-info", "--preset", "gpt2-124m", external=True, env=TEST_ENV)
+        # With llm-core + llm-model alone, a command prints no warning (torch's "Failed to initialize
+        # NumPy" was one, before llm-attention declared numpy).
+        command = [scratchlm, "model-info", "--preset", "tiny"]
+        quiet = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **TEST_ENV})
+        if quiet.returncode != 0 or quiet.stderr.strip():
+            session.error(f"model-info with llm-model alone wrote to stderr: {quiet.stderr.strip()}")
         install("llm-eval[serve]")
         wanted = {"llm-core", "llm-attention", "llm-model", "llm-data", "llm-eval"}
         expect(wanted, {"llm-train", "llm-finetune", "transformers"})
