@@ -59,7 +59,7 @@ def _fake_dist(directory: Path, name: str, version: str, requires: list[str]) ->
     readme = (ROOT / "packages" / name / "README.md").read_text(encoding="utf-8")
     headers = [
         "Metadata-Version: 2.4", f"Name: {name}", f"Version: {version}", "Summary: s",
-        "Project-URL: Source, https://example.invalid", "License-Expression: MIT", "License-File: LICENSE",
+        "Project-URL: Source, http://127.0.0.1/source", "License-Expression: MIT", "License-File: LICENSE",
         "Classifier: Typing :: Typed", "Requires-Python: >=3.10", "Description-Content-Type: text/markdown",
     ]  # fmt: skip
     metadata = "\n".join(headers + [f"Requires-Dist: {r}" for r in requires]) + "\n\n" + readme
