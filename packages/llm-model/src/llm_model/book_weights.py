@@ -25,6 +25,7 @@ from torch import nn
 from llm_core.errors import CheckpointError
 from llm_model.checkpoint import check_tensors
 from llm_model.gpt import GPTModel, architecture_config
+from llm_model.hf_files import torch_load_safely
 from llm_model.loading import (
     build_on_meta,
     check_memory,
@@ -48,18 +49,8 @@ def read_book_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
         raise CheckpointError(
             f"{path}: expected a .pth file saved with torch.save(model.state_dict(), ...), found none"
         )
-    try:
-        try:
-            loaded: Any = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc):
-                raise
-            loaded = torch.load(path, map_location="cpu", weights_only=True)  # the legacy (non-zip) format
-    except Exception as exc:  # pickle, zip and torch errors alike
-        raise CheckpointError(
-            f"{path}: expected a state dict saved with torch.save (read with weights_only=True), "
-            f"found a file that cannot be read as one ({type(exc).__name__}: {str(exc)[:200]})"
-        ) from None
+    expected = "a state dict saved with torch.save (read with weights_only=True)"
+    loaded: Any = torch_load_safely(path, expected)
     if isinstance(loaded, dict) and isinstance(loaded.get("model_state_dict"), dict):
         loaded = loaded["model_state_dict"]  # chapter 5's model_and_optimizer.pth
     if not isinstance(loaded, dict) or not all(

@@ -19,13 +19,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from llm_core.errors import CheckpointError
 from llm_model.safetensors_io import mmap_tensors, read_header
 
-__all__ = ["HFWeights", "read_hf_weights"]
+__all__ = ["HFWeights", "read_hf_weights", "torch_load_safely"]
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -110,19 +111,27 @@ def _safetensors(directory: Path) -> HFWeights | None:
     return None
 
 
-def _torch_load(path: Path) -> dict[str, torch.Tensor]:
+def torch_load_safely(path: Path, expected: str) -> Any:
+    """``torch.load(path, weights_only=True)``, memory-mapped where the format allows.
+
+    Any failure (pickle, zip, torch) is one :class:`CheckpointError` saying it is not ``expected``.
+    """
     try:
         try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError as exc:
             if "mmap" not in str(exc):
                 raise
-            loaded = torch.load(path, map_location="cpu", weights_only=True)  # the legacy (non-zip) format
+            return torch.load(path, map_location="cpu", weights_only=True)  # the legacy (non-zip) format
     except Exception as exc:  # pickle, zip and torch errors alike
         raise CheckpointError(
-            f"{path}: expected a PyTorch state dict of tensors (loaded with weights_only=True), "
-            f"found a file that cannot be read as one ({type(exc).__name__}: {str(exc)[:200]})"
+            f"{path}: expected {expected}, found a file that cannot be read as one "
+            f"({type(exc).__name__}: {str(exc)[:200]})"
         ) from None
+
+
+def _torch_load(path: Path) -> dict[str, torch.Tensor]:
+    loaded = torch_load_safely(path, "a PyTorch state dict of tensors (loaded with weights_only=True)")
     if not isinstance(loaded, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
     ):
