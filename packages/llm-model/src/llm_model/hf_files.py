@@ -114,7 +114,7 @@ def _safetensors(directory: Path) -> HFWeights | None:
 def torch_load_safely(path: Path, expected: str) -> Any:
     """``torch.load(path, weights_only=True)``, memory-mapped where the format allows.
 
-    Any failure (pickle, zip, torch) is one :class:`CheckpointError` saying it is not ``expected``.
+    Any failure to read it is one :class:`CheckpointError` saying it is not ``expected``.
     """
     try:
         try:
