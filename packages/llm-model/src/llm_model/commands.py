@@ -11,6 +11,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from llm_core.cli_options import Dtype, Force, NoVerify
 from llm_core.output_dirs import check_output_dir, claim_output_dir, write_output_marker
 
 __all__ = [
@@ -28,31 +29,6 @@ __all__ = [
 DEFAULT_TOKENIZER = "gpt2"
 #: Most tokens ``generate`` makes in one run (a larger --max-new-tokens is refused, not run for days).
 MAX_NEW_TOKENS = 1_000_000
-
-#: ``--dtype``, for every command that loads a checkpoint to run it (see ``llm_model.loading``).
-Dtype = Annotated[
-    str,
-    typer.Option(
-        "--dtype",
-        help="Weights' dtype in memory: auto (the checkpoint's own), fp32 or bf16.",
-    ),
-]
-#: ``--force``, for every command that loads or builds a model: skip the memory check.
-Force = Annotated[
-    bool,
-    typer.Option("--force", help="Load even when the parameters look larger than the memory available."),
-]
-
-#: ``--no-verify``, for every command that loads a checkpoint (see ``llm_model.checkpoint``).
-NoVerify = Annotated[
-    bool,
-    typer.Option(
-        "--no-verify",
-        help="Skip checking the checkpoint's files against their recorded sha256 "
-        "(faster for huge files; damage goes unnoticed).",
-    ),
-]
-
 
 def model_info_command(
     arch: Annotated[str, typer.Option("--arch", help="Registered architecture name.")] = "gpt2",

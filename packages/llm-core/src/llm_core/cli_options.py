@@ -1,0 +1,168 @@
+"""The shared vocabulary of ``scratchlm``'s command line: one spelling per idea.
+
+Every command that takes one of these ideas uses the option below, so the
+same thing has the same name everywhere (``docs/cli.md`` lists the rules and
+``tests/test_cli_vocabulary.py`` enforces them over every registered command):
+
+- the model is the positional ``MODEL`` (a checkpoint directory);
+- outputs go to ``--out``; results print as one JSON document with ``--json``;
+- ``--max-new-tokens``, ``--device``, ``--dtype``, ``--seed`` mean one thing;
+- every command that trains takes ``--config FILE`` and ``--set KEY=VALUE``;
+- ``--resume`` always continues the newest checkpoint in ``--out``.
+
+A command is a plain function in its package's ``commands.py``, registered in
+the ``register_commands`` hook with ``cli.command(NAME)(function)`` (a group of
+commands is a ``typer.Typer`` added with ``cli.add_typer``). Old spellings are
+kept for one release as hidden options that call :func:`deprecated`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from llm_core.config_io import parse_override
+from llm_core.errors import ConfigError
+
+__all__ = [
+    "AsJson",
+    "ConfigFile",
+    "Device",
+    "Dtype",
+    "Force",
+    "MaxNewTokens",
+    "ModelArg",
+    "NoVerify",
+    "Out",
+    "Overwrite",
+    "Progress",
+    "Resume",
+    "Seed",
+    "SetOverrides",
+    "apply_overrides",
+    "deprecated",
+    "echo_json",
+    "parse_overrides",
+]
+
+#: The positional model of every command that runs or starts from one.
+ModelArg = Annotated[
+    Path,
+    typer.Argument(
+        metavar="MODEL",
+        help="A checkpoint directory (made by pretrain, finetune, import-hf or import-book).",
+        show_default=False,
+    ),
+]
+#: Where a command writes what it makes.
+Out = Annotated[Path, typer.Option("--out", help="Output directory.")]
+#: How many tokens a generating command may add.
+MaxNewTokens = Annotated[int, typer.Option("--max-new-tokens", help="Most tokens to generate per reply.")]
+#: Where tensors live.
+Device = Annotated[str, typer.Option("--device", help="Where to run: cpu, cuda, cuda:1, mps.")]
+#: The weights' dtype in memory (see ``llm_model.loading``).
+Dtype = Annotated[
+    str,
+    typer.Option("--dtype", help="Weights' dtype in memory: auto (the checkpoint's own), fp32 or bf16."),
+]
+#: The seed of everything random in the command.
+Seed = Annotated[int, typer.Option("--seed", help="Seed of everything random in this command.")]
+#: One JSON document on stdout instead of text.
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")]
+#: A TOML/JSON file with any field of the command's config.
+ConfigFile = Annotated[
+    Optional[Path],
+    typer.Option("--config", help="A TOML/JSON file with any of this command's config fields."),
+]
+#: ``--set key=value`` overrides (repeatable, dotted keys reach into tables, ``null`` unsets).
+SetOverrides = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--set",
+        help="Override a config field, KEY=VALUE (repeatable; the value is read as JSON, "
+        "so null, true, 3e-4 and [0.9, 0.95] work; dotted keys reach into tables: "
+        "optimizer_options.momentum=0.9).",
+    ),
+]
+#: ``--resume``: continue the newest checkpoint in ``--out``.
+Resume = Annotated[bool, typer.Option("--resume", help="Continue the newest checkpoint in --out.")]
+#: ``--overwrite``: start afresh in a non-empty ``--out``.
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite", help="Start afresh in --out even if it is not empty (what was there goes)."
+    ),
+]
+#: ``--force``: skip the memory check before loading or building a model.
+Force = Annotated[
+    bool,
+    typer.Option("--force", help="Load even when the parameters look larger than the memory available."),
+]
+#: ``--no-verify``: skip the sha256 check of a checkpoint's files.
+NoVerify = Annotated[
+    bool,
+    typer.Option(
+        "--no-verify",
+        help="Skip checking the checkpoint's files against their recorded sha256 "
+        "(faster for huge files; damage goes unnoticed).",
+    ),
+]
+#: ``--progress/--no-progress``.
+Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
+
+
+def deprecated(old: str, new: str, *, removed_in: str = "0.4") -> None:
+    """Say on stderr that option ``old`` is deprecated in favour of ``new`` (it still works)."""
+    typer.echo(
+        f"warning: {old} is deprecated and will be removed in scratchlm {removed_in}; use {new}",
+        err=True,
+    )
+
+
+def parse_overrides(items: Iterable[str] | None) -> dict[str, Any]:
+    """``["lr=3e-4", "optimizer_options.momentum=0.9"]`` -> a nested dict.
+
+    Values are read as JSON (``null`` stays ``None``: an override that unsets
+    a field takes effect); dotted keys build nested tables. A malformed item
+    is one :class:`ConfigError` naming it.
+    """
+    result: dict[str, Any] = {}
+    for item in items or ():
+        key, value = parse_override(item)
+        if not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"override '{item}': expected KEY=VALUE, for example lr=3e-4")
+        apply_overrides(result, {key: value})
+    return result
+
+
+def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``overrides`` into ``data`` in place (dotted keys and nested dicts reach into tables)."""
+    for key, value in overrides.items():
+        parts = key.split(".")
+        target = data
+        for part in parts[:-1]:
+            child = target.get(part)
+            if not isinstance(child, dict):
+                child = target[part] = {} if child is None else _not_a_table(key, part, child)
+            target = child
+        last = parts[-1]
+        if isinstance(value, Mapping) and isinstance(target.get(last), dict):
+            apply_overrides(target[last], value)
+        else:
+            target[last] = dict(value) if isinstance(value, Mapping) else value
+    return data
+
+
+def _not_a_table(key: str, part: str, value: Any) -> dict[str, Any]:
+    raise ConfigError(f"override '{key}': '{part}' is {value!r}, not a table, so it has no fields")
+
+
+def echo_json(data: Any) -> None:
+    """Print ``data`` as the one JSON document of a ``--json`` command."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
