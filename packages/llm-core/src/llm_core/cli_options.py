@@ -41,6 +41,7 @@ __all__ = [
     "Out",
     "Overwrite",
     "Progress",
+    "Quantize",
     "Resume",
     "Seed",
     "SetOverrides",
@@ -110,6 +111,14 @@ NoVerify = Annotated[
         "--no-verify",
         help="Skip checking the checkpoint's files against their recorded sha256 "
         "(faster for huge files; damage goes unnoticed).",
+    ),
+]
+#: ``--quantize``: fewer bytes per weight for inference (see ``llm_model.quantize``).
+Quantize = Annotated[
+    str,
+    typer.Option(
+        "--quantize",
+        help="Weights for inference: none (as loaded), int8 (int8 linear layers) or bf16.",
     ),
 ]
 #: ``--progress/--no-progress``.
