@@ -26,7 +26,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from llm_core.config_io import parse_override
+from llm_core.config_io import apply_overrides, parse_override
 from llm_core.errors import ConfigError
 
 __all__ = [
@@ -45,7 +45,6 @@ __all__ = [
     "Resume",
     "Seed",
     "SetOverrides",
-    "apply_overrides",
     "deprecated",
     "echo_json",
     "parse_overrides",
@@ -147,28 +146,6 @@ def parse_overrides(items: Iterable[str] | None) -> dict[str, Any]:
             raise ConfigError(f"override '{item}': expected KEY=VALUE, for example lr=3e-4")
         apply_overrides(result, {key: value})
     return result
-
-
-def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge ``overrides`` into ``data`` in place (dotted keys and nested dicts reach into tables)."""
-    for key, value in overrides.items():
-        parts = key.split(".")
-        target = data
-        for part in parts[:-1]:
-            child = target.get(part)
-            if not isinstance(child, dict):
-                child = target[part] = {} if child is None else _not_a_table(key, part, child)
-            target = child
-        last = parts[-1]
-        if isinstance(value, Mapping) and isinstance(target.get(last), dict):
-            apply_overrides(target[last], value)
-        else:
-            target[last] = dict(value) if isinstance(value, Mapping) else value
-    return data
-
-
-def _not_a_table(key: str, part: str, value: Any) -> dict[str, Any]:
-    raise ConfigError(f"override '{key}': '{part}' is {value!r}, not a table, so it has no fields")
 
 
 def echo_json(data: Any) -> None:

@@ -28,6 +28,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 __all__ = [
+    "apply_overrides",
     "check_keys",
     "config_from_dict",
     "config_to_dict",
@@ -195,6 +196,28 @@ def parse_override(text: str) -> tuple[str, Any]:
     except json.JSONDecodeError:
         value = raw
     return key.strip(), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``overrides`` into ``data`` in place (dotted keys and nested dicts reach into tables)."""
+    for key, value in overrides.items():
+        parts = key.split(".")
+        target = data
+        for part in parts[:-1]:
+            child = target.get(part)
+            if not isinstance(child, dict):
+                child = target[part] = {} if child is None else _not_a_table(key, part, child)
+            target = child
+        last = parts[-1]
+        if isinstance(value, Mapping) and isinstance(target.get(last), dict):
+            apply_overrides(target[last], value)
+        else:
+            target[last] = dict(value) if isinstance(value, Mapping) else value
+    return data
+
+
+def _not_a_table(key: str, part: str, value: Any) -> dict[str, Any]:
+    raise ConfigError(f"override '{key}': '{part}' is {value!r}, not a table, so it has no fields")
 
 
 def json_digest(data: Mapping[str, Any], *, without: str = "sha256") -> str:

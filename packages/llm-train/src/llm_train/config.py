@@ -5,35 +5,44 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from collections.abc import Mapping
+from typing import Any, Literal, Optional, TypeVar
 
-from llm_core.config_io import check_keys, config_from_dict, load_config_file
+from llm_core.config_io import apply_overrides, check_keys, config_from_dict, load_config_file
 from llm_core.errors import ConfigError, ScratchLMError
 
-__all__ = ["TrainConfig", "load_train_config", "read_train_config", "train_config_from_saved"]
+__all__ = [
+    "OptimConfig",
+    "TrainConfig",
+    "load_config",
+    "load_train_config",
+    "read_train_config",
+    "train_config_from_saved",
+]
 
 #: The resolved config a run saves beside its checkpoints.
 TRAIN_CONFIG_FILE = "train_config.json"
 
+C = TypeVar("C", bound="OptimConfig")
+
 
 @dataclass
-class TrainConfig:
-    """Everything a pretraining run needs; saved resolved as ``RUN_DIR/train_config.json``."""
+class OptimConfig:
+    """How the weights are optimised, and the training loop's cadence.
 
-    data: str = ""
-    arch: str = "gpt2"
-    preset: Optional[str] = "tiny"
-    model: dict[str, Any] = field(
-        default_factory=dict
-    )  # overrides of the preset; vocab_size defaults to the tokenizer's
-    tokenizer: str = "gpt2"
-    val_fraction: float = 0.1
+    Shared by every kind of run: :class:`TrainConfig` adds pretraining's
+    inputs, ``llm_finetune``'s recipes add their own. The registered ``adamw``
+    defaults to betas (0.9, 0.95) (nanoGPT's and GPT-3's), not torch's
+    (0.9, 0.999): set ``betas`` to choose; ``optimizer_options`` go to the
+    optimizer's factory as keyword arguments (checked against its signature).
+    """
+
     max_steps: Optional[int] = None
     epochs: Optional[float] = None
     batch_size: int = 8
-    context_length: Optional[int] = None
     grad_accum: int = 1
     optimizer: str = "adamw"
+    optimizer_options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of its factory
     lr: float = 4e-4
     weight_decay: float = 0.1
     betas: Optional[list[float]] = None  # Adam-family betas [default: the optimizer's own]
@@ -55,7 +64,6 @@ class TrainConfig:
     callbacks: list[str] = field(default_factory=list)
     seed: int = 123
     device: str = "cpu"
-    parallel: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: replicate (ddp) or shard (fsdp) the model
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -68,16 +76,10 @@ class TrainConfig:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 0 (0 turns it off)")
         if self.lr <= 0:
             raise ConfigError(f"lr={self.lr} must be > 0, for example 4e-4")
-        if not 0 <= self.val_fraction < 1:
-            raise ConfigError(f"val_fraction={self.val_fraction} must be in [0, 1)")
         if self.max_steps is not None and self.epochs is not None:
             raise ConfigError("give either max_steps or epochs, not both")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"max_steps={self.max_steps} must be >= 1")
-        if self.context_length is not None and self.context_length < 1:
-            raise ConfigError(
-                f"context_length={self.context_length} must be >= 1 (or unset: the model's own context)"
-            )
         if self.epochs is not None and self.epochs <= 0:
             raise ConfigError(f"epochs={self.epochs} must be > 0")
         if self.betas is not None and (len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas)):
@@ -96,22 +98,72 @@ class TrainConfig:
         return {k: v for k, v in self.to_dict().items() if k not in ignored}
 
 
-def load_train_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
-    """Read a TOML/JSON config (optional) and apply overrides (``None`` values are ignored)."""
+@dataclass
+class TrainConfig(OptimConfig):
+    """Everything a pretraining run needs: :class:`OptimConfig` plus the run's inputs.
+
+    Saved resolved as ``RUN_DIR/train_config.json``.
+    """
+
+    data: str = ""
+    arch: str = "gpt2"
+    preset: Optional[str] = "tiny"
+    model: dict[str, Any] = field(
+        default_factory=dict
+    )  # overrides of the preset; vocab_size defaults to the tokenizer's
+    tokenizer: str = "gpt2"
+    val_fraction: float = 0.1
+    context_length: Optional[int] = None
+    parallel: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: replicate (ddp) or shard (fsdp) the model
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction={self.val_fraction} must be in [0, 1)")
+        if self.context_length is not None and self.context_length < 1:
+            raise ConfigError(
+                f"context_length={self.context_length} must be >= 1 (or unset: the model's own context)"
+            )
+
+
+def load_config(
+    cls: type[C],
+    path: str | Path | None = None,
+    *,
+    sets: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> C:
+    """Build ``cls`` from a TOML/JSON file (optional), then ``sets``, then named ``options``.
+
+    ``sets`` are ``--set`` overrides (dotted keys reach into tables; a ``None``
+    value takes effect: ``--set grad_clip=null`` turns clipping off). Named
+    ``options`` are a command's own flags, whose ``None`` means "not given"
+    and is skipped. Giving ``max_steps`` drops the file's ``epochs`` and the
+    other way round.
+    """
     data: dict[str, Any] = load_config_file(path) if path else {}
     source = str(path) if path else "config"
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    if "max_steps" in overrides and overrides["max_steps"] is not None:
-        data.pop("epochs", None)
-    if "epochs" in overrides and overrides["epochs"] is not None:
-        data.pop("max_steps", None)
-    return config_from_dict(TrainConfig, data, source=source)
+    given = {k: v for k, v in options.items() if v is not None}
+    for layer in (dict(sets or {}), given):
+        if layer.get("max_steps") is not None:
+            data.pop("epochs", None)
+        if layer.get("epochs") is not None:
+            data.pop("max_steps", None)
+        apply_overrides(data, layer)
+    return config_from_dict(cls, data, source=source)
+
+
+def load_train_config(
+    path: str | Path | None = None, *, sets: Mapping[str, Any] | None = None, **options: Any
+) -> TrainConfig:
+    """:func:`load_config` for :class:`TrainConfig` (``None`` named options are ignored)."""
+    return load_config(TrainConfig, path, sets=sets, **options)
 
 
 def train_config_from_saved(
-    data: Any, *, source: str, error: type[ScratchLMError] = ConfigError
-) -> TrainConfig:
-    """The :class:`TrainConfig` a run saved (``train_config.json``, a trainer state's ``config``).
+    data: Any, *, source: str, error: type[ScratchLMError] = ConfigError, cls: type[C] = TrainConfig  # type: ignore[assignment]
+) -> C:
+    """The config (a ``cls``) a run saved (``train_config.json``, a trainer state's ``config``).
 
     Every key is checked: an unknown or misspelled one, a wrong type or an
     out-of-range value is one ``error`` naming ``source`` and the key. Keys the
@@ -119,10 +171,10 @@ def train_config_from_saved(
     """
     if not isinstance(data, dict):
         raise error(f"{source}: expected an object, got {type(data).__name__}")
-    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    fields = [f.name for f in dataclasses.fields(cls)]
     check_keys(data, required=(), optional=fields, source=source, error=error)
     try:
-        return config_from_dict(TrainConfig, data, source=source)
+        return config_from_dict(cls, data, source=source)
     except ConfigError as exc:
         if error is ConfigError:
             raise

@@ -117,11 +117,10 @@ def register_commands(cli: typer.Typer) -> None:
         ),
     ) -> None:
         """Pretrain a GPT-style model; final weights go to OUT/final/model.safetensors."""
-        from llm_core.config_io import parse_override
+        from llm_core.cli_options import parse_overrides
         from llm_train.config import load_train_config
         from llm_train.pretrain import pretrain
 
-        overrides: dict[str, Any] = dict(parse_override(item) for item in set_)
         named = dict(
             data=data,
             arch=arch,
@@ -140,8 +139,8 @@ def register_commands(cli: typer.Typer) -> None:
             compile=compile_model,
             parallel=parallel,
         )
-        overrides.update({k: v for k, v in named.items() if v is not None})  # named options win over --set
-        cfg = load_train_config(config, **overrides)
+        # named options win over --set, which wins over the file
+        cfg = load_train_config(config, sets=parse_overrides(set_), **named)
         result = pretrain(cfg, out, resume=resume, overwrite=overwrite, force=force)
         if not result.is_main:  # a torchrun job: rank 0 reports for all
             return

@@ -41,7 +41,7 @@ from llm_train.checkpoint import (
     restore_rng_state,
     save_training_checkpoint,
 )
-from llm_train.config import TRAIN_CONFIG_FILE, TrainConfig, train_config_from_saved
+from llm_train.config import TRAIN_CONFIG_FILE, OptimConfig, TrainConfig, train_config_from_saved
 from llm_train.distributed import DistributedContext
 from llm_train.metrics import MetricsWriter
 from llm_train.optimizers import build_optimizer
@@ -106,7 +106,7 @@ class Trainer:
     def __init__(
         self,
         model: nn.Module,
-        config: TrainConfig,
+        config: OptimConfig,
         *,
         run_dir: str | Path,
         task: Task | None = None,
@@ -129,7 +129,9 @@ class Trainer:
         self.tokenizer = tokenizer
         model_config: Any = model.config
         model_context: int = model_config.context_length
-        self.context_length = config.context_length or model_context
+        # pretraining's windows: its config's context_length, else the model's own
+        own_context = config.context_length if isinstance(config, TrainConfig) else None
+        self.context_length = own_context or model_context
         if self.context_length > model_context:
             raise ConfigError(
                 f"context_length={self.context_length} exceeds the model's context_length={model_context}"
@@ -243,7 +245,8 @@ class Trainer:
         path = None
         model_state, optimizer_state = self.dist.full_state(self.model, self.optimizer)  # collective
         if self.dist.is_main:
-            extra = {"tokenizer": self.config.tokenizer, **getattr(self.task, "checkpoint_config", dict)()}
+            tokenizer = {"tokenizer": self.config.tokenizer} if isinstance(self.config, TrainConfig) else {}
+            extra = {**tokenizer, **getattr(self.task, "checkpoint_config", dict)()}
             try:
                 path = save_training_checkpoint(
                     self.run_dir,
@@ -288,7 +291,9 @@ class Trainer:
                 f"torchrun --nproc-per-node {saved_world}, or start a new --out"
             )
         where = f"{latest / STATE_FILE}: 'config'"
-        saved = train_config_from_saved(state["config"], source=where, error=CheckpointError).fingerprint()
+        saved = train_config_from_saved(
+            state["config"], source=where, error=CheckpointError, cls=type(self.config)
+        ).fingerprint()
         current = self.config.fingerprint()
         differences = [
             f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in current if saved.get(k) != current.get(k)
