@@ -54,5 +54,5 @@ def test_unknown_or_misplaced_set_key_is_refused(tmp_path) -> None:
         load_train_config(None, sets={"lr.x": 1})
     path = tmp_path / "c.toml"
     path.write_text("lr = 1e-3\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="'lr' is 0.001, not a table"):
+    with pytest.raises(ConfigError, match=r"'lr' is 0\.001, not a table"):
         load_train_config(path, sets={"lr.x": 1})

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -94,9 +94,7 @@ Resume = Annotated[bool, typer.Option("--resume", help="Continue the newest chec
 #: ``--overwrite``: start afresh in a non-empty ``--out``.
 Overwrite = Annotated[
     bool,
-    typer.Option(
-        "--overwrite", help="Start afresh in --out even if it is not empty (what was there goes)."
-    ),
+    typer.Option("--overwrite", help="Start afresh in --out even if it is not empty (what was there goes)."),
 ]
 #: ``--force``: skip the memory check before loading or building a model.
 Force = Annotated[

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any, Literal, Optional, TypeVar
 
 from llm_core.config_io import apply_overrides, check_keys, config_from_dict, load_config_file
@@ -161,7 +161,11 @@ def load_train_config(
 
 
 def train_config_from_saved(
-    data: Any, *, source: str, error: type[ScratchLMError] = ConfigError, cls: type[C] = TrainConfig  # type: ignore[assignment]
+    data: Any,
+    *,
+    source: str,
+    error: type[ScratchLMError] = ConfigError,
+    cls: type[C] = TrainConfig,  # type: ignore[assignment]
 ) -> C:
     """The config (a ``cls``) a run saved (``train_config.json``, a trainer state's ``config``).
 
