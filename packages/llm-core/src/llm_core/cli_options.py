@@ -84,6 +84,7 @@ SetOverrides = Annotated[
     Optional[list[str]],
     typer.Option(
         "--set",
+        metavar="KEY=VALUE",
         help="Override a config field, KEY=VALUE (repeatable; the value is read as JSON, "
         "so null, true, 3e-4 and [0.9, 0.95] work; dotted keys reach into tables: "
         "optimizer_options.momentum=0.9).",

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llm_core.config_io import config_from_dict, load_config_file, write_json_atomic
+from llm_core.config_io import apply_overrides, config_from_dict, load_config_file, write_json_atomic
 from llm_core.errors import ConfigError, DataError, MissingDependencyError
 from llm_core.output_dirs import claim_output_dir
 from llm_train.config import TrainConfig, read_train_config
@@ -115,9 +115,17 @@ class CompareResult:
     plot: Path | None
 
 
-def load_sweep(path: str | Path) -> Sweep:
-    """Read and validate a sweep file (TOML or JSON); see :func:`parse_sweep`."""
-    return parse_sweep(load_config_file(path), source=str(path))
+def load_sweep(path: str | Path, *, sets: Mapping[str, Any] | None = None) -> Sweep:
+    """Read and validate a sweep file (TOML or JSON); see :func:`parse_sweep`.
+
+    ``sets`` (``--set`` overrides, dotted keys allowed) change its ``[base]`` table.
+    """
+    data = load_config_file(path)
+    if sets:
+        base = data.setdefault("base", {})
+        if isinstance(base, dict):
+            apply_overrides(base, sets)
+    return parse_sweep(data, source=str(path))
 
 
 def _fields() -> set[str]:
