@@ -106,6 +106,7 @@ class TrainConfig(OptimConfig):
     """
 
     data: str = ""
+    init: Optional[str] = None  # continue from these weights (a checkpoint or a Hugging Face directory)
     arch: str = "gpt2"
     preset: Optional[str] = "tiny"
     model: dict[str, Any] = field(
