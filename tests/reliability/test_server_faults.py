@@ -71,11 +71,20 @@ ROUTES = [
     ("GET", "/"),
     ("GET", "/api/version"),
     ("GET", "/api/tags"),
+    ("GET", "/api/ps"),
     ("GET", "/v1/models"),
+    ("GET", "/v1/models/{model_id}"),
+    ("GET", "/tokenizer_info"),
     ("POST", "/api/generate"),
     ("POST", "/api/chat"),
+    ("POST", "/api/show"),
+    ("POST", "/api/embed"),
+    ("POST", "/api/embeddings"),
     ("POST", "/v1/completions"),
     ("POST", "/v1/chat/completions"),
+    ("POST", "/v1/embeddings"),
+    ("POST", "/tokenize"),
+    ("POST", "/detokenize"),
 ]
 CASES = [(m, p, "positive") for m, p in ROUTES] + [(m, p, "negative") for m, p in ROUTES if m == "POST"]
 

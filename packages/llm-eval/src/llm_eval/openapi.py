@@ -1,8 +1,8 @@
 """The OpenAPI description of ``scratchlm serve``'s routes: request bodies, responses, error formats.
 
 The routes parse their bodies themselves (for Ollama's and OpenAI's error
-messages), so FastAPI cannot derive these schemas; :mod:`llm_eval.server`
-attaches them to each route, and ``GET /openapi.json`` serves them. They
+messages), so FastAPI cannot derive these schemas; the routers of
+:mod:`llm_eval.serving` attach them to each route, and ``GET /openapi.json`` serves them. They
 describe what the server accepts and answers, bounds included (``max_tokens``
 up to the server's limit), so a schema-driven tester such as schemathesis can
 check every answer against them.
@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["error_responses", "ollama_request_body", "openai_request_body", "success_response"]
+__all__ = [
+    "error_responses",
+    "json_request_body",
+    "json_response",
+    "model_name_schema",
+    "ollama_request_body",
+    "openai_request_body",
+    "success_response",
+]
 
 #: Largest seed torch's generators accept.
 MAX_SEED = (1 << 64) - 1
@@ -39,7 +47,8 @@ _MESSAGE = {
 }
 
 
-def _models(name: str) -> dict[str, Any]:
+def model_name_schema(name: str) -> dict[str, Any]:
+    """The ``model`` field of a request: the served name, or ``name:latest``."""
     return {"type": "string", "enum": [name, f"{name}:latest"]}
 
 
@@ -56,7 +65,11 @@ def ollama_request_body(name: str, max_tokens: int, *, chat: bool) -> dict[str, 
             "stop": _STOP,
         },
     }
-    properties: dict[str, Any] = {"model": _models(name), "stream": {"type": "boolean"}, "options": options}
+    properties: dict[str, Any] = {
+        "model": model_name_schema(name),
+        "stream": {"type": "boolean"},
+        "options": options,
+    }
     if chat:
         properties["messages"] = {"type": "array", "minItems": 1, "items": _MESSAGE}
         required = ["model", "messages"]
@@ -76,6 +89,7 @@ def openai_request_body(name: str, max_tokens: int, *, chat: bool) -> dict[str, 
         "max_tokens": {"type": "integer", "minimum": 0, "maximum": max_tokens},
         "temperature": {"type": "number", "minimum": 0, "maximum": 2},
         "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+        "top_k": {"type": "integer", "minimum": 1},
         "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED},
         "n": {"type": "integer", "enum": [1]},
         "stop": _STOP,
@@ -88,9 +102,17 @@ def openai_request_body(name: str, max_tokens: int, *, chat: bool) -> dict[str, 
         properties["prompt"] = {
             "anyOf": [
                 {"type": "string"},
-                {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 1},
+                {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1},
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1},
+                },
             ]
         }
+        properties["echo"] = {"type": "boolean"}
+        properties["logprobs"] = {"type": "integer", "minimum": 0, "maximum": 20}
         required = ["model", "prompt"]
     schema = {"type": "object", "required": required, "properties": properties}
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
@@ -98,6 +120,17 @@ def openai_request_body(name: str, max_tokens: int, *, chat: bool) -> dict[str, 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
+
+
+def json_request_body(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    """``openapi_extra`` of a route whose body is a JSON object with these fields."""
+    schema = {"type": "object", "required": required, "properties": properties}
+    return {"requestBody": {"required": True, "content": _json(schema)}}
+
+
+def json_response(description: str, schema: dict[str, Any] | None = None) -> dict[int | str, Any]:
+    """The 200 answer of a route that answers one JSON object (``schema``: any object by default)."""
+    return {200: {"description": description, "content": _json(schema or {"type": "object"})}}
 
 
 _OLLAMA_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
@@ -123,7 +156,8 @@ def error_responses(openai: bool) -> dict[int | str, Any]:
     """The error answers every POST route may give, in the Ollama or OpenAI format."""
     schema = _OPENAI_ERROR if openai else _OLLAMA_ERROR
     reasons = {
-        400: "Malformed JSON, not an object, an empty prompt or one longer than the context",
+        400: "Malformed JSON, not an object, an empty prompt or one longer than the context, "
+        "or a parameter this server does not support",
         404: "Unknown model",
         408: "The request body arrived too slowly",
         413: "The request body is larger than the server's limit",
@@ -171,7 +205,6 @@ _OPENAI_DONE = {
         "choices": {
             "type": "array",
             "minItems": 1,
-            "maxItems": 1,
             "items": {
                 "type": "object",
                 "required": ["index", "finish_reason"],

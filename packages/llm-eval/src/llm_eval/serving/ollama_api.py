@@ -12,7 +12,14 @@ from functools import partial
 from typing import Any
 
 from llm_eval.limits import ServerLimits
-from llm_eval.openapi import error_responses, ollama_request_body, success_response
+from llm_eval.openapi import (
+    error_responses,
+    json_request_body,
+    json_response,
+    model_name_schema,
+    ollama_request_body,
+    success_response,
+)
 from llm_eval.serving.engine import Engine
 from llm_eval.serving.errors import RequestError
 from llm_eval.serving.parsing import (
@@ -82,7 +89,15 @@ def ollama_router(runner: ModelRunner, engine: Engine, limits: ServerLimits) -> 
         entry = {**listing(), "expires_at": expires.isoformat(), "size_vram": 0}
         return {"models": [entry]}
 
-    @router.post("/show")
+    errors = error_responses(False)
+    model_field = {"model": model_name_schema(name)}
+    texts = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]}
+
+    @router.post(
+        "/show",
+        openapi_extra=json_request_body(["model"], model_field),
+        responses={**json_response("The model's details, template and parameters"), **errors},
+    )
     async def show(request: Request) -> Any:
         try:
             body = await read_body(request)
@@ -124,7 +139,13 @@ def ollama_router(runner: ModelRunner, engine: Engine, limits: ServerLimits) -> 
             vectors.append(await engine.call(partial(runner.embed, ids, normalise=normalise)))
         return vectors, count
 
-    @router.post("/embed")
+    @router.post(
+        "/embed",
+        openapi_extra=json_request_body(
+            ["model", "input"], {**model_field, "input": texts, "truncate": {"type": "boolean"}}
+        ),
+        responses={**json_response("One L2-normalised mean-pooled hidden state per input"), **errors},
+    )
     async def embed(request: Request) -> Any:
         start = time.perf_counter_ns()
         try:
@@ -141,7 +162,11 @@ def ollama_router(runner: ModelRunner, engine: Engine, limits: ServerLimits) -> 
             "prompt_eval_count": count,
         }
 
-    @router.post("/embeddings")
+    @router.post(
+        "/embeddings",
+        openapi_extra=json_request_body(["model", "prompt"], {**model_field, "prompt": {"type": "string"}}),
+        responses={**json_response("The mean-pooled hidden state of the prompt"), **errors},
+    )
     async def embeddings(request: Request) -> Any:
         try:
             body = await read_body(request)

@@ -19,7 +19,13 @@ from functools import partial
 from typing import Any
 
 from llm_eval.limits import ServerLimits
-from llm_eval.openapi import error_responses, openai_request_body, success_response
+from llm_eval.openapi import (
+    error_responses,
+    json_request_body,
+    json_response,
+    openai_request_body,
+    success_response,
+)
 from llm_eval.serving.engine import Engine
 from llm_eval.serving.errors import RequestError
 from llm_eval.serving.parsing import (
@@ -113,7 +119,18 @@ def openai_router(runner: ModelRunner, engine: Engine, limits: ServerLimits) -> 
     def models() -> dict[str, Any]:
         return {"object": "list", "data": [model_object()]}
 
-    @router.get("/models/{model_id:path}")
+    errors = error_responses(True)
+    token_lists = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1}
+    inputs = {
+        "anyOf": [
+            {"type": "string"},
+            {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            token_lists,
+            {"type": "array", "items": token_lists, "minItems": 1},
+        ]
+    }
+
+    @router.get("/models/{model_id:path}", responses={404: errors[404]})
     def model(model_id: str) -> Any:
         try:
             check_model(runner, {"model": model_id})
@@ -121,7 +138,18 @@ def openai_router(runner: ModelRunner, engine: Engine, limits: ServerLimits) -> 
             return openai_error(exc)
         return model_object()
 
-    @router.post("/embeddings")
+    @router.post(
+        "/embeddings",
+        openapi_extra=json_request_body(
+            ["model", "input"],
+            {
+                "model": {"type": "string", "enum": [name]},
+                "input": inputs,
+                "encoding_format": {"type": "string", "enum": ["float", "base64"]},
+            },
+        ),
+        responses={**json_response("One L2-normalised mean-pooled hidden state per input"), **errors},
+    )
     async def embeddings(request: Request) -> Any:
         try:
             body = await read_body(request)
@@ -306,6 +334,7 @@ def tokenizer_router(runner: ModelRunner) -> Any:
     from fastapi import APIRouter, Request
 
     router = APIRouter(tags=["tokenizer"])
+    errors = error_responses(True)
 
     @router.get("/tokenizer_info")
     def tokenizer_info() -> dict[str, Any]:
@@ -323,7 +352,11 @@ def tokenizer_router(runner: ModelRunner) -> Any:
             "chat_template": runner.chat_template,
         }
 
-    @router.post("/tokenize")
+    @router.post(
+        "/tokenize",
+        openapi_extra=json_request_body(["prompt"], {"prompt": {"type": "string"}}),
+        responses={**json_response("The prompt's token ids"), **errors},
+    )
     async def tokenize(request: Request) -> Any:
         try:
             body = await read_body(request)
@@ -337,7 +370,13 @@ def tokenizer_router(runner: ModelRunner) -> Any:
             return openai_error(exc)
         return {"count": len(tokens), "max_model_len": runner.context_length, "tokens": tokens}
 
-    @router.post("/detokenize")
+    @router.post(
+        "/detokenize",
+        openapi_extra=json_request_body(
+            ["tokens"], {"tokens": {"type": "array", "items": {"type": "integer", "minimum": 0}}}
+        ),
+        responses={**json_response("The text of the token ids"), **errors},
+    )
     async def detokenize(request: Request) -> Any:
         try:
             body = await read_body(request)

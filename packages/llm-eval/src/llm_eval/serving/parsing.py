@@ -222,7 +222,8 @@ def openai_options(
     if response_format is not None and response_format != {"type": "text"}:
         raise RequestError(
             400,
-            f'response_format: only {{"type": "text"}} is supported by this server, got {response_format!r}',
+            f"response_format: not supported by this server (got {response_format!r}); "
+            'leave it out or send {"type": "text"}',
             param="response_format",
         )
     max_tokens = number(body, "max_completion_tokens", low=0, high=limit, integer=True, hint=LIMIT_HINT)
