@@ -663,3 +663,22 @@ def reliability_nightly(session: nox.Session) -> None:
     install_reliability(session, "atheris>=2.3")
     env = {**TEST_ENV, "SCRATCHLM_RELIABILITY": "1", "SCRATCHLM_NIGHTLY": "1"}
     run_pytest(session, "tests/reliability", *session.posargs, env=env)
+
+
+@nox.session(python=PYTHON, tags=["ci"])
+@timed
+def browser(session: nox.Session) -> None:
+    """The chat page of `scratchlm serve` in headless Chromium (Debian's `chromium`, installed if missing)."""
+    if not Path("/usr/bin/chromium").exists():
+        session.run(
+            "sh",
+            "-c",
+            "apt-get install -y chromium || (apt-get update && apt-get install -y chromium)",
+            external=True,
+        )
+    install_torch(session)
+    install_local(session, "packages/llm-eval[test]")
+    session.install("playwright")  # drives the system chromium: no `playwright install`
+    artefacts = os.environ.get("SCRATCHLM_ARTEFACTS", str(ROOT / ".nox" / "_artefacts"))
+    env = {**TEST_ENV, "SCRATCHLM_REQUIRE_BROWSER": "1", "SCRATCHLM_ARTEFACTS": artefacts}
+    run_pytest(session, "packages/llm-eval/tests/test_server_chat_page.py", *session.posargs, env=env)

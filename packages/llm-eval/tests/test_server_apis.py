@@ -139,6 +139,22 @@ def test_neutral_values_of_unsupported_parameters_pass(served) -> None:
     assert done.choices[0].finish_reason in ("length", "stop")
 
 
+def test_streamed_usage(served) -> None:
+    server, _ = served
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    chunks = list(
+        client.chat.completions.create(
+            model=NAME,
+            messages=[{"role": "user", "content": "Hi"}],
+            max_tokens=3,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 3
+
+
 def test_completion_logprobs_echo_and_token_prompts(served) -> None:
     server, runner = served
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)

@@ -249,6 +249,11 @@ def openai_router(runner: ModelRunner, engine: Engine, limits: ServerLimits) -> 
             obj = f"{kind_name}.chunk" if streaming and chat else kind_name
             return {"id": ident, "object": obj, "created": created, "model": model_name, "choices": choices}
 
+        def usage(all_stats: list[dict[str, Any]]) -> dict[str, int]:
+            p = sum(s["prompt_tokens"] for s in all_stats)
+            c = sum(s["completion_tokens"] for s in all_stats)
+            return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
         async def scored(ids: list[int], start: int) -> list[TokenScore]:
             return await engine.call(lambda: runner.score(ids, start, top or 0))
 
@@ -287,11 +292,6 @@ def openai_router(runner: ModelRunner, engine: Engine, limits: ServerLimits) -> 
                 yield b"data: [DONE]\n\n"
 
             return StreamingResponse(sse(), media_type="text/event-stream")
-
-        def usage(all_stats: list[dict[str, Any]]) -> dict[str, int]:
-            p = sum(s["prompt_tokens"] for s in all_stats)
-            c = sum(s["completion_tokens"] for s in all_stats)
-            return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
         choices, all_stats = [], []
         for index, ids in enumerate(prompts):
