@@ -1,0 +1,579 @@
+"""Continuous batching for ``scratchlm serve``: many requests decoded together, one step at a time.
+
+Two layers:
+
+* :class:`BatchDecoder` holds the running batch: one padded key/value cache
+  for every sequence, and each sequence's own length. A new sequence is
+  prefilled alone (its prompt run once into a cache of its own), then its keys
+  and values are copied into a free row of the batch cache; every decoding step
+  then feeds the newest token of every row at once. Rows share one write
+  column; the columns a row does not use (before its prompt, or a gap left when
+  a longer prompt joined) are padding, masked out of attention by the
+  ``padding_mask`` every scratchlm architecture takes. Positions count real
+  tokens only (GPT-2's learned positions and RoPE alike), so each row gets the
+  logits it would get alone. A finished row is removed at once (the last row
+  moves into its place). When the shared length would pass the context, the
+  rows are packed to the right again; a row whose own length reaches the
+  context slides its window as :func:`llm_model.generate` does (the last
+  ``context_length`` tokens re-run every step, outside the batch).
+* :class:`ContinuousBatcher` runs a :class:`BatchDecoder` on one background
+  thread for an asyncio server: :meth:`~ContinuousBatcher.submit` queues a
+  request (or raises :class:`QueueFull` when ``max_queue`` requests already
+  wait), the thread admits waiting requests whenever a row is free — at the
+  next step, without waiting for the others to finish — and every request gets
+  its own async stream of events: ``("text", piece)`` ... then
+  ``("done", stats)`` or ``("error", message)``. Each request keeps its own
+  sampling options (temperature, top-k, top-p, seed), stop strings and token
+  budget. A client that stops reading for ``stall_timeout`` seconds has its
+  sequence freed (``done_reason="timeout"``); one that leaves (the stream is
+  closed) frees it at the next step.
+
+Greedy decoding gives the token ids :func:`llm_model.generate` gives for each
+request alone (tested for GPT-2 and Llama-style models, requests joining at
+different steps); the float rounding of a batched step can differ in the last
+bit, so a near-tie between two tokens could in principle break differently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from llm_attention import LayerKVCache
+from llm_core.errors import ConfigError
+
+# The one sampling rule of the family (greedy, temperature, top-k, top-p): shared, not copied.
+from llm_model.generation import _next_token
+
+__all__ = [
+    "BatchDecoder",
+    "ContinuousBatcher",
+    "QueueFull",
+    "RequestOptions",
+    "RequestStream",
+    "held_back",
+]
+
+#: Sampling temperatures below this decode greedily: dividing logits by them overflows to inf.
+GREEDY_BELOW = 1e-6
+#: The first length capacity of the batch cache (doubled as needed, up to the context).
+FIRST_CAPACITY = 64
+#: Pack the batch cache once its shared length passes twice the longest row plus this many columns.
+PACK_SLACK = 32
+
+
+class RequestOptions(Protocol):
+    """What a request says about its generation (``llm_eval.server.GenerationOptions`` has these)."""
+
+    max_tokens: int
+    temperature: float
+    top_k: int | None
+    top_p: float | None
+    seed: int | None
+    stop: list[str]
+
+
+class QueueFull(Exception):
+    """Every row is busy and ``max_queue`` requests already wait; retry after ``retry_after`` seconds."""
+
+    def __init__(self, waiting: int, retry_after: int) -> None:
+        super().__init__(
+            f"the server is busy: {waiting} requests already wait for a free slot; "
+            f"retry in {retry_after} s (this server's limit: `scratchlm serve --max-queue`)"
+        )
+        self.retry_after = retry_after
+
+
+def held_back(text: str, stops: Sequence[str]) -> int:
+    """How many characters at the end of ``text`` could be the start of a stop string."""
+    longest = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:n]):
+                longest = n
+                break
+    return longest
+
+
+class _BatchView:
+    """The rows ``[:b]`` of the batch storage as a cache a model takes (``length``, ``layer(i)``)."""
+
+    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], b: int, length: int) -> None:
+        self.layers = []
+        for k, v in zip(keys, values, strict=True):
+            layer = LayerKVCache(k[:b], v[:b])  # views: the model's step writes into the storage
+            layer.length = length
+            self.layers.append(layer)
+
+    @property
+    def length(self) -> int:
+        return self.layers[0].length
+
+    def layer(self, i: int) -> LayerKVCache:
+        return self.layers[i]
+
+
+@dataclass
+class _Row:
+    tokens: list[int]  # prompt + generated tokens so far
+    cached: int  # real tokens whose keys/values are in the batch cache
+
+
+class BatchDecoder:
+    """A running batch of sequences over one model: add (prefill), step all, remove.
+
+    ``model``: a scratchlm decoder (``new_cache``, ``forward(idx, cache=, padding_mask=)``,
+    ``config.context_length``), in eval mode. Sequences are named by any hashable key.
+    Storage: per layer ``(rows, n_kv_heads, capacity, head_dim)`` keys and values, grown
+    on demand up to ``max_batch_size`` rows and the context, freed when the batch empties.
+    """
+
+    def __init__(self, model: Any, max_batch_size: int) -> None:
+        if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or max_batch_size < 1:
+            raise ConfigError(f"max_batch_size: expected an integer >= 1, got {max_batch_size!r}")
+        self.model = model
+        self.max_batch_size = max_batch_size
+        self.context = int(model.config.context_length)
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.mask = torch.zeros(0, 0, dtype=torch.bool)  # (rows, capacity): true where a row has a token
+        self.order: list[Hashable] = []  # the key of each batch row, in row order
+        self.length = 0  # the shared write column of the next step
+        self.rows: dict[Hashable, _Row] = {}
+        self.sliding: set[Hashable] = set()  # rows at the context: their window re-runs each step
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.rows
+
+    @property
+    def full(self) -> bool:
+        """Whether every row is taken."""
+        return len(self.rows) >= self.max_batch_size
+
+    def add(self, key: Hashable, ids: Sequence[int]) -> torch.Tensor:
+        """Prefill ``ids`` alone, join the batch; return the logits of the next token ``(vocab,)``."""
+        if key in self.rows:
+            raise ConfigError(f"sequence {key!r} is already in the batch")
+        if self.full:
+            raise ConfigError(f"the batch is full ({self.max_batch_size} sequences); remove one first")
+        ids = [int(i) for i in ids][-self.context :]
+        if not ids:
+            raise ConfigError("prompt: expected at least one token, got an empty prompt")
+        device = self.model.tok_emb.weight.device
+        cache = self.model.new_cache(1, max_len=len(ids))
+        with torch.no_grad():
+            logits = self.model(torch.tensor([ids], device=device), cache=cache)  # (1, p, vocab)
+        self.rows[key] = _Row(tokens=list(ids), cached=len(ids))
+        if len(ids) >= self.context:
+            self.sliding.add(key)
+        else:
+            self._join(key, cache, len(ids))
+        return logits[0, -1]
+
+    def remove(self, key: Hashable) -> None:
+        """Free ``key``'s row (a no-op for an unknown key)."""
+        if self.rows.pop(key, None) is None:
+            return
+        if key in self.sliding:
+            self.sliding.discard(key)
+            return
+        i, last = self.order.index(key), len(self.order) - 1
+        if i != last:  # move the last row into the freed one
+            for k, v in zip(self.keys, self.values, strict=True):
+                k[i, :, : self.length] = k[last, :, : self.length]
+                v[i, :, : self.length] = v[last, :, : self.length]
+            self.mask[i, : self.length] = self.mask[last, : self.length]
+            self.order[i] = self.order[last]
+        self.order.pop()
+        if not self.order:  # an idle server gives its cache memory back
+            self.keys, self.values, self.length = [], [], 0
+            self.mask = torch.zeros(0, 0, dtype=torch.bool)
+
+    def step(self, tokens: Mapping[Hashable, int]) -> dict[Hashable, torch.Tensor]:
+        """Feed each sequence's newest token (``tokens[key]``, every key); return each one's next logits."""
+        missing = set(self.rows) - set(tokens)
+        if missing:
+            raise ConfigError(f"step: no token for sequence(s) {sorted(map(repr, missing))}")
+        out: dict[Hashable, torch.Tensor] = {}
+        for key in [k for k in self.order if self.rows[k].cached >= self.context]:
+            self._slide(key)  # its own length reached the context
+        device = self.model.tok_emb.weight.device
+        if self.order:
+            self._make_room()
+            b = len(self.order)
+            self.mask[:b, self.length] = True
+            cache = _BatchView(self.keys, self.values, b, self.length)
+            idx = torch.tensor([[tokens[k]] for k in self.order], device=device)  # (b, 1)
+            with torch.no_grad():
+                logits = self.model(idx, cache=cache, padding_mask=self.mask[:b, : self.length + 1])
+            self.length += 1
+            for row, key in enumerate(self.order):
+                self.rows[key].tokens.append(int(tokens[key]))
+                self.rows[key].cached += 1
+                out[key] = logits[row, -1]  # (vocab,)
+        for key in self.sliding:  # as generate: the last `context` tokens re-run, no cache kept
+            window = [*self.rows[key].tokens, int(tokens[key])][-self.context :]
+            self.rows[key].tokens.append(int(tokens[key]))
+            with torch.no_grad():
+                out[key] = self.model(torch.tensor([window], device=device))[0, -1]
+        return out
+
+    # -- the storage ------------------------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        """Columns the storage holds."""
+        return self.mask.shape[1]
+
+    def _join(self, key: Hashable, cache: Any, p: int) -> None:
+        if self.length < p:  # the others get a gap of padding up to the new prompt's end
+            self._reserve(len(self.order) + 1, p)
+            self.mask[: len(self.order), self.length : p] = False
+            self.length = p
+        else:
+            self._reserve(len(self.order) + 1, self.length)
+        row, start = len(self.order), self.length - p
+        for k, v, layer in zip(self.keys, self.values, cache.layers, strict=True):
+            k[row, :, start : self.length] = layer.keys[0, :, :p]
+            v[row, :, start : self.length] = layer.values[0, :, :p]
+        self.mask[row, :start] = False
+        self.mask[row, start : self.length] = True
+        self.order.append(key)
+
+    def _reserve(self, rows: int, columns: int) -> None:
+        """Grow the storage (doubling, up to the batch size and the context) to ``rows`` x ``columns``."""
+        have_rows = self.mask.shape[0]
+        if rows <= have_rows and columns <= self.capacity:
+            return
+        if columns > self.context:
+            raise ConfigError(f"batch cache: {columns} columns exceed the context ({self.context})")
+        new_rows = max(have_rows, min(self.max_batch_size, max(rows, 2 * have_rows)))
+        new_cols = self.capacity
+        while new_cols < columns:
+            new_cols = min(self.context, max(FIRST_CAPACITY, 2 * new_cols))
+        b, n = len(self.order), self.length
+        keys, values = [], []
+        for i, probe in enumerate(self.model.new_cache(1, max_len=1)):  # each layer's heads, dim, dtype
+            _, heads, _, dim = probe.keys.shape
+            k = probe.keys.new_zeros(new_rows, heads, new_cols, dim)  # (rows, n_kv_heads, capacity, head_dim)
+            v = probe.values.new_zeros(new_rows, heads, new_cols, dim)
+            if self.keys:
+                k[:b, :, :n] = self.keys[i][:b, :, :n]
+                v[:b, :, :n] = self.values[i][:b, :, :n]
+            keys.append(k)
+            values.append(v)
+        mask = torch.zeros(new_rows, new_cols, dtype=torch.bool, device=keys[0].device)
+        mask[:b, :n] = self.mask[:b, :n]
+        self.keys, self.values, self.mask = keys, values, mask
+
+    def _make_room(self) -> None:
+        """Room for the next column: pack the rows to the right when the padding is the context or
+        most of the cache (every step attends over it), then grow the storage if needed."""
+        width = max(self.rows[k].cached for k in self.order)  # < context: longer rows slide
+        if self.length >= self.context or self.length > 2 * width + PACK_SLACK:
+            for row in range(len(self.order)):
+                real = self.mask[row, : self.length].nonzero().flatten()  # (cached,)
+                start = width - real.numel()
+                for k, v in zip(self.keys, self.values, strict=True):
+                    k[row, :, start:width] = k[row, :, real]  # the index makes a copy: overlap is safe
+                    v[row, :, start:width] = v[row, :, real]
+                self.mask[row, :start] = False
+                self.mask[row, start:width] = True
+            self.length = width
+        self._reserve(len(self.order), self.length + 1)
+
+    def _slide(self, key: Hashable) -> None:
+        """Move ``key`` out of the batch cache: from now on its window is re-run each step."""
+        tokens = self.rows[key].tokens
+        self.remove(key)
+        self.rows[key] = _Row(tokens=tokens, cached=self.context)
+        self.sliding.add(key)
+
+
+# -- the serving engine ------------------------------------------------------------------------------
+
+
+class RequestStream:
+    """One request's events: ``("text", piece)`` ... then ``("done", stats)`` or ``("error", message)``.
+
+    Iterate it with ``async for``; closing the iteration early (the client left)
+    frees the request's sequence at the next step.
+    """
+
+    def __init__(self, ids: list[int], options: RequestOptions, loop: asyncio.AbstractEventLoop) -> None:
+        self.ids = ids
+        self.options = options
+        self.loop = loop
+        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.cancelled = threading.Event()
+        self.sent = 0  # events put (engine thread)
+        self.read = 0  # events taken (event loop)
+        self.sent_at: deque[float] = deque()  # when each event not yet known to be read was put
+        self.submitted = time.monotonic()
+
+    def put(self, item: tuple[str, Any]) -> None:
+        """Hand an event to the request's event loop (called on the engine thread)."""
+        self.sent += 1
+        self.sent_at.append(time.monotonic())
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:  # the event loop is gone (server shut down)
+            self.cancelled.set()
+
+    def stalled_for(self, now: float) -> float:
+        """Seconds the oldest unread event has waited (0 when the client is up to date)."""
+        unread = self.sent - self.read
+        while len(self.sent_at) > unread:
+            self.sent_at.popleft()
+        return now - self.sent_at[0] if self.sent_at else 0.0
+
+    def cancel(self) -> None:
+        """Stop the generation (the client left)."""
+        self.cancelled.set()
+
+    async def __aiter__(self) -> AsyncIterator[tuple[str, Any]]:
+        try:
+            while True:
+                kind, value = await self.queue.get()
+                self.read += 1
+                yield kind, value
+                if kind in ("done", "error"):
+                    return
+        finally:
+            self.cancel()
+
+
+@dataclass
+class _Active:
+    """A request in the batch: its sampler, its text so far, its stats."""
+
+    stream: RequestStream
+    generator: torch.Generator | None
+    started: int = field(default_factory=time.perf_counter_ns)
+    new: list[int] = field(default_factory=list)
+    text: str = ""
+    emitted: str = ""
+    next_token: int = 0
+
+
+class ContinuousBatcher:
+    """Decode every request on one background thread, in one running batch.
+
+    ``eos_ids``: end-of-sequence ids (a request stops at any). ``max_batch_size``
+    sequences decode together; ``max_queue`` more may wait for a row, beyond
+    that :meth:`submit` raises :class:`QueueFull`. A request whose client has
+    not read an event for ``stall_timeout`` seconds ends with ``done_reason="timeout"``.
+    Call :meth:`start` once, :meth:`close` at shutdown.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        eos_ids: Sequence[int] = (),
+        max_batch_size: int = 8,
+        max_queue: int = 32,
+        stall_timeout: float = 30.0,
+    ) -> None:
+        if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 0:
+            raise ConfigError(f"max_queue: expected an integer >= 0, got {max_queue!r}")
+        if not (
+            isinstance(stall_timeout, (int, float)) and stall_timeout > 0 and math.isfinite(stall_timeout)
+        ):
+            raise ConfigError(f"stall_timeout: expected a number of seconds > 0, got {stall_timeout!r}")
+        self.decoder = BatchDecoder(model, max_batch_size)
+        self.tokenizer = tokenizer
+        self.eos_ids = tuple(int(i) for i in eos_ids)
+        self.max_queue = max_queue
+        self.stall_timeout = float(stall_timeout)
+        self.waiting: deque[RequestStream] = deque()
+        self.active: dict[RequestStream, _Active] = {}
+        self.wake = threading.Condition()
+        self.closing = threading.Event()
+        self.durations: deque[float] = deque(maxlen=32)  # seconds of the last requests, for Retry-After
+        self.thread = threading.Thread(target=self._loop, name="scratchlm-batch", daemon=True)
+
+    @property
+    def max_batch_size(self) -> int:
+        return self.decoder.max_batch_size
+
+    def start(self) -> ContinuousBatcher:
+        """Start the decoding thread (once); returns ``self``."""
+        if not self.thread.is_alive():
+            self.thread.start()
+        return self
+
+    def close(self, timeout: float = 10.0) -> None:
+        """End every request in progress or waiting with ``done_reason="shutdown"``; stop the thread."""
+        self.closing.set()
+        with self.wake:
+            self.wake.notify()
+        if self.thread.is_alive() and threading.current_thread() is not self.thread:
+            self.thread.join(timeout)
+
+    def retry_after(self) -> int:
+        """Seconds a refused client should wait: about one request's duration (at least 1)."""
+        typical = sorted(self.durations)[len(self.durations) // 2] if self.durations else 1.0
+        return max(1, math.ceil(typical))
+
+    def submit(self, ids: Sequence[int], options: RequestOptions) -> RequestStream:
+        """Queue a request from a coroutine of the serving event loop; its stream of events.
+
+        Raises :class:`QueueFull` when ``max_queue`` requests already wait for a row.
+        """
+        stream = RequestStream([int(i) for i in ids], options, asyncio.get_running_loop())
+        with self.wake:
+            if self.closing.is_set():  # the decoding thread has stopped or is stopping
+                stream.put(("done", _no_tokens(stream, "shutdown")))
+                return stream
+            free_rows = max(0, self.max_batch_size - len(self.active))
+            if len(self.waiting) >= free_rows + self.max_queue:
+                raise QueueFull(len(self.waiting) - free_rows, self.retry_after())
+            self.waiting.append(stream)
+            self.wake.notify()
+        return stream
+
+    # -- the decoding thread ----------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        with torch.no_grad():
+            while True:
+                with self.wake:
+                    while not self.active and not self.waiting and not self.closing.is_set():
+                        self.wake.wait()
+                self._drop_finished()
+                if self.closing.is_set():
+                    self._shut_down()
+                    return
+                self._admit()
+                if self.active:
+                    self._step()
+
+    def _admit(self) -> None:
+        """Prefill waiting requests while rows are free; each gets its first token at once."""
+        while not self.decoder.full:
+            with self.wake:
+                if not self.waiting:
+                    return
+                stream = self.waiting.popleft()
+            if stream.cancelled.is_set():
+                continue
+            options = stream.options
+            seed = options.seed
+            device = self.decoder.model.tok_emb.weight.device
+            active = _Active(
+                stream, None if seed is None else torch.Generator(device=device).manual_seed(seed)
+            )
+            self.active[stream] = active
+            if options.max_tokens == 0:
+                self._finish(stream, "length")
+                continue
+            try:
+                logits = self.decoder.add(stream, stream.ids)
+            except Exception as exc:  # reported to its client, never kills the engine
+                self._fail(stream, exc)
+                continue
+            self._take(stream, logits)
+
+    def _step(self) -> None:
+        try:
+            logits = self.decoder.step({s: a.next_token for s, a in self.active.items()})
+        except Exception as exc:  # the whole batch failed: every request in it gets the error
+            for stream in list(self.active):
+                self._fail(stream, exc)
+            return
+        for stream in list(self.active):
+            self._take(stream, logits[stream])
+
+    def _take(self, stream: RequestStream, logits: torch.Tensor) -> None:
+        """Sample the next token of ``stream`` from ``logits`` ``(vocab,)``; emit text; stop if done."""
+        active = self.active[stream]
+        options = stream.options
+        temperature = options.temperature if options.temperature >= GREEDY_BELOW else 0.0
+        token = int(
+            _next_token(logits[None].float(), temperature, options.top_k, options.top_p, active.generator)[0]
+        )
+        if token in self.eos_ids:
+            self._finish(stream, "stop")
+            return
+        active.new.append(token)
+        active.next_token = token
+        text = self.tokenizer.decode(active.new)
+        cuts = [text.find(s) for s in options.stop if s and s in text]
+        if cuts:
+            active.text = text[: min(cuts)]
+            self._finish(stream, "stop")
+            return
+        active.text = text
+        if not text.endswith("\ufffd"):  # else an incomplete UTF-8 character: wait for the next token
+            safe = text[: len(text) - held_back(text, options.stop)]
+            if len(safe) > len(active.emitted) and safe.startswith(active.emitted):
+                stream.put(("text", safe[len(active.emitted) :]))
+                active.emitted = safe
+        if len(active.new) >= options.max_tokens:
+            self._finish(stream, "length")
+
+    def _finish(self, stream: RequestStream, reason: str) -> None:
+        """Flush the text held back, send the stats, free the row."""
+        self.decoder.remove(stream)
+        active = self.active.pop(stream)
+        text, emitted = active.text, active.emitted
+        if reason in ("stop", "length") and len(text) > len(emitted) and text.startswith(emitted):
+            stream.put(("text", text[len(emitted) :]))
+        duration = time.perf_counter_ns() - active.started
+        self.durations.append(duration / 1e9)
+        stats = {
+            "prompt_tokens": len(stream.ids),
+            "completion_tokens": len(active.new),
+            "done_reason": reason,
+            "duration_ns": duration,
+            "token_ids": list(active.new),
+        }
+        stream.put(("done", stats))
+
+    def _fail(self, stream: RequestStream, exc: Exception) -> None:
+        self.decoder.remove(stream)
+        self.active.pop(stream, None)
+        stream.put(("error", f"{type(exc).__name__}: {exc}"))
+
+    def _drop_finished(self) -> None:
+        """Free the rows of clients that left, and end those that stopped reading."""
+        now = time.monotonic()
+        for stream in list(self.active):
+            if stream.cancelled.is_set() and not self.closing.is_set():
+                self.decoder.remove(stream)
+                self.active.pop(stream)
+            elif stream.stalled_for(now) > self.stall_timeout:
+                self._finish(stream, "timeout")
+
+    def _shut_down(self) -> None:
+        """Every request, running or waiting, ends with its final event."""
+        for stream in list(self.active):
+            self._finish(stream, "shutdown")
+        with self.wake:
+            waiting, self.waiting = list(self.waiting), deque()
+        for stream in waiting:
+            stream.put(("done", _no_tokens(stream, "shutdown")))
+
+
+def _no_tokens(stream: RequestStream, reason: str) -> dict[str, Any]:
+    """The stats of a request that ends before its first token."""
+    return {
+        "prompt_tokens": len(stream.ids),
+        "completion_tokens": 0,
+        "done_reason": reason,
+        "duration_ns": 0,
+        "token_ids": [],
+    }
