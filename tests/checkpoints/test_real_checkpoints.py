@@ -236,7 +236,7 @@ def test_import_then_generate_prints_what_transformers_decodes(
     shards = list(directory.glob("model-*-of-*.safetensors"))
     assert len(shards) >= 2, "the checkpoint must be sharded"
     out = tmp_path / "ckpt"
-    code, _, err = run(capsys, "import-hf", str(directory), str(out))
+    code, _, err = run(capsys, "import-hf", str(directory), "--out", str(out))
     assert code == 0, err
     config = json.loads((out / "config.json").read_text())
     assert config["dtype"] == "bfloat16" and config["tokenizer"] == "tokenizer.json"
@@ -317,7 +317,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
     damage(directory)
     capsys.readouterr()  # transformers' own progress bars
     out = tmp_path / "out"
-    code, printed, err = run(capsys, "import-hf", str(directory), str(out))
+    code, printed, err = run(capsys, "import-hf", str(directory), "--out", str(out))
     assert code == 2 and printed == ""
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["hf"]  # no temporary leftovers
@@ -338,7 +338,7 @@ def test_chat_renders_the_template_and_stops_at_end_of_turn(
     if tokenizer.chat_template is None:
         pytest.skip(f"{family}: no chat template")
     out = tmp_path / "ckpt"
-    assert run(capsys, "import-hf", str(directory), str(out))[0] == 0
+    assert run(capsys, "import-hf", str(directory), "--out", str(out))[0] == 0
     message = [{"role": "user", "content": "Hello world!"}]
     ids = tokenizer.apply_chat_template(message, add_generation_prompt=True, tokenize=True, return_dict=False)
     torch_dtype = torch.float32 if dtype == "fp32" else torch.bfloat16
@@ -370,7 +370,7 @@ def test_the_server_chat_endpoints_use_the_template(
     if tokenizer.chat_template is None:
         pytest.skip(f"{family}: no chat template")
     out = tmp_path / "ckpt"
-    assert run(capsys, "import-hf", str(directory), str(out))[0] == 0
+    assert run(capsys, "import-hf", str(directory), "--out", str(out))[0] == 0
     runner = load_runner(out)
     message = [{"role": "user", "content": "Hello world!"}]
     ids = tokenizer.apply_chat_template(message, add_generation_prompt=True, tokenize=True, return_dict=False)
@@ -413,7 +413,7 @@ def test_gpt2_with_openais_own_bpe_keeps_the_offline_tiktoken_tokenizer(
     tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>")
     tokenizer.save_pretrained(directory)
     capsys.readouterr()
-    assert run(capsys, "import-hf", str(directory), str(tmp_path / "out"))[0] == 0
+    assert run(capsys, "import-hf", str(directory), "--out", str(tmp_path / "out"))[0] == 0
     assert json.loads((tmp_path / "out" / "config.json").read_text())["tokenizer"] == "gpt2"
     assert not (tmp_path / "out" / "tokenizer.json").exists()
     inputs = tokenizer(PROMPT, return_tensors="pt")

@@ -149,7 +149,7 @@ def test_import_book_gives_the_books_logits_and_greedy_tokens(
     book: tuple[nn.Module, Path, bool], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     reference, path, qkv_bias = book
-    argv = ["import-book", str(path), str(tmp_path / "ckpt"), "--preset", "tiny"] + (
+    argv = ["import-book", str(path), "--out", str(tmp_path / "ckpt"), "--preset", "tiny"] + (
         ["--qkv-bias"] if qkv_bias else []
     )
     assert main(argv) == 0, capsys.readouterr().err
@@ -179,11 +179,11 @@ def test_a_wrong_preset_or_missing_flag_names_what_differs(
 ) -> None:
     _, path, qkv_bias = book
     flag = [] if qkv_bias else ["--qkv-bias"]  # the wrong one
-    assert main(["import-book", str(path), str(tmp_path / "out"), "--preset", "tiny", *flag]) == 2
+    assert main(["import-book", str(path), "--out", str(tmp_path / "out"), "--preset", "tiny", *flag]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err and "att.W_query.bias" in err
     assert not (tmp_path / "out").exists()
-    assert main(["import-book", str(path), str(tmp_path / "out"), "--preset", "small"]) == 2
+    assert main(["import-book", str(path), "--out", str(tmp_path / "out"), "--preset", "small"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "tok_emb.weight: expected shape (50257, 128), found (50257, 64)" in err
 

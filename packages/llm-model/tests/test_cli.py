@@ -11,7 +11,7 @@ import torch
 
 from llm_core import hookimpl
 from llm_core.cli import main
-from llm_model import GPTModel, load_pretrained, save_pretrained
+from llm_model import GPTModel, build_model, load_pretrained, save_pretrained
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -119,17 +119,17 @@ def test_generate_bad_options_and_missing_tokenizer(
 
 def test_import_and_export_hf(capsys: pytest.CaptureFixture[str], model: GPTModel, tmp_path: Path) -> None:
     save_pretrained(model, tmp_path / "ckpt")
-    code, _, err = run(capsys, "export-hf", str(tmp_path / "ckpt"), str(tmp_path / "hf"))
+    code, _, err = run(capsys, "export-hf", str(tmp_path / "ckpt"), "--out", str(tmp_path / "hf"))
     assert code == 0, err
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["n_embd"] == 32
-    code, _, err = run(capsys, "import-hf", str(tmp_path / "hf"), str(tmp_path / "back"))
+    code, _, err = run(capsys, "import-hf", str(tmp_path / "hf"), "--out", str(tmp_path / "back"))
     assert code == 0, err
     back = load_pretrained(tmp_path / "back")
     assert back.checkpoint_config["tokenizer"] == "gpt2"
     idx = torch.randint(0, 97, (1, 6))
     with torch.no_grad():
         torch.testing.assert_close(back(idx), model(idx), atol=1e-6, rtol=0)
-    code, _, err = run(capsys, "import-hf", str(tmp_path / "nothing" / "here"), str(tmp_path / "x"))
+    code, _, err = run(capsys, "import-hf", str(tmp_path / "nothing" / "here"), "--out", str(tmp_path / "x"))
     assert code == 2 and "expected a local directory" in err
 
 
@@ -141,22 +141,26 @@ def test_import_and_export_hf_never_write_into_a_users_directory(
     mine.mkdir()
     (mine / "config.json").write_text('{"mine": true}')  # looks like a checkpoint, is the user's
     for argv in (
-        ["export-hf", str(tmp_path / "ckpt"), str(mine)],
-        ["import-hf", str(tmp_path / "hf"), str(mine)],
+        ["export-hf", str(tmp_path / "ckpt"), "--out", str(mine)],
+        ["import-hf", str(tmp_path / "hf"), "--out", str(mine)],
     ):
         code, _, err = run(capsys, *argv)
         assert code == 2 and len(err.strip().splitlines()) == 1
-        assert f"OUT {mine}: not empty (config.json) and not written by scratchlm" in err  # before any work
+        assert f"--out {mine}: not empty (config.json) and not written by scratchlm" in err  # before any work
         assert (mine / "config.json").read_text() == '{"mine": true}'
-    assert run(capsys, "export-hf", str(tmp_path / "ckpt"), str(tmp_path / "hf"))[0] == 0
-    assert run(capsys, "export-hf", str(tmp_path / "ckpt"), str(tmp_path / "hf"))[0] == 0  # its own: again
-    code, _, err = run(capsys, "import-hf", str(tmp_path / "hf"), str(tmp_path / "hf"))
+    assert run(capsys, "export-hf", str(tmp_path / "ckpt"), "--out", str(tmp_path / "hf"))[0] == 0
+    assert (
+        run(capsys, "export-hf", str(tmp_path / "ckpt"), "--out", str(tmp_path / "hf"))[0] == 0
+    )  # its own: again
+    code, _, err = run(capsys, "import-hf", str(tmp_path / "hf"), "--out", str(tmp_path / "hf"))
     assert code == 2 and "holds the output of `scratchlm export-hf`, not of `scratchlm import-hf`" in err
-    assert run(capsys, "import-hf", str(tmp_path / "hf"), str(tmp_path / "back"))[0] == 0
-    assert run(capsys, "import-hf", str(tmp_path / "hf"), str(tmp_path / "back"))[0] == 0  # replaces its own
+    assert run(capsys, "import-hf", str(tmp_path / "hf"), "--out", str(tmp_path / "back"))[0] == 0
+    assert (
+        run(capsys, "import-hf", str(tmp_path / "hf"), "--out", str(tmp_path / "back"))[0] == 0
+    )  # replaces its own
     assert json.loads((tmp_path / "back" / ".scratchlm-run.json").read_text())["command"] == "import-hf"
     load_pretrained(tmp_path / "back")
-    code, _, err = run(capsys, "export-hf", str(tmp_path / "ckpt"), str(mine), "--overwrite")
+    code, _, err = run(capsys, "export-hf", str(tmp_path / "ckpt"), "--out", str(mine), "--overwrite")
     assert code == 0, err  # the user's choice
 
 
@@ -190,3 +194,15 @@ def test_generate_checks_checksums_unless_no_verify(
     assert errors[0].startswith(f"error: {weights}: checksum mismatch") and "--no-verify" in errors[0]
     code, out, err = run(capsys, "generate", str(checkpoint), "Hi", "--max-new-tokens", "2", "--no-verify")
     assert code == 0 and out.startswith("Hi"), err
+
+
+def test_positional_out_still_works_with_a_deprecation_line(tmp_path, capsys) -> None:
+    """0.2's `export-hf CHECKPOINT OUT` keeps working for one release, with a warning."""
+    save_pretrained(build_model("gpt2", preset="tiny"), tmp_path / "ckpt")
+    code, _, err = run(capsys, "export-hf", str(tmp_path / "ckpt"), str(tmp_path / "hf"))
+    assert code == 0 and (tmp_path / "hf" / "config.json").is_file()
+    assert "OUT as a positional argument is deprecated" in err and "--out" in err
+    code, _, err = run(
+        capsys, "export-hf", str(tmp_path / "ckpt"), str(tmp_path / "a"), "--out", str(tmp_path / "b")
+    )
+    assert code == 2 and "give the output once" in err

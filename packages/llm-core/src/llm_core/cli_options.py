@@ -38,6 +38,7 @@ __all__ = [
     "MaxNewTokens",
     "ModelArg",
     "NoVerify",
+    "OldOut",
     "Out",
     "Overwrite",
     "Progress",
@@ -48,6 +49,7 @@ __all__ = [
     "deprecated",
     "echo_json",
     "parse_overrides",
+    "resolve_out",
 ]
 
 #: The positional model of every command that runs or starts from one.
@@ -61,6 +63,8 @@ ModelArg = Annotated[
 ]
 #: Where a command writes what it makes.
 Out = Annotated[Path, typer.Option("--out", help="Output directory.")]
+#: The output as a positional argument: the 0.2 spelling of ``--out``, hidden, deprecated.
+OldOut = Annotated[Optional[Path], typer.Argument(metavar="[OUT]", hidden=True, show_default=False)]
 #: How many tokens a generating command may add.
 MaxNewTokens = Annotated[int, typer.Option("--max-new-tokens", help="Most tokens to generate per reply.")]
 #: Where tensors live.
@@ -129,6 +133,18 @@ def deprecated(old: str, new: str, *, removed_in: str = "0.4") -> None:
         f"warning: {old} is deprecated and will be removed in scratchlm {removed_in}; use {new}",
         err=True,
     )
+
+
+def resolve_out(out: Path | None, old_out: Path | None) -> Path:
+    """The output directory from ``--out``, or from the deprecated positional OUT (with a warning)."""
+    if out is not None and old_out is not None:
+        raise ConfigError(f"give the output once: --out {out} (the positional {old_out} is the old spelling)")
+    if old_out is not None:
+        deprecated("OUT as a positional argument", f"--out {old_out}")
+        return old_out
+    if out is None:
+        raise ConfigError("no output directory: pass --out DIR")
+    return out
 
 
 def parse_overrides(items: Iterable[str] | None) -> dict[str, Any]:

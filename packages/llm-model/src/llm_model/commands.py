@@ -11,7 +11,16 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from llm_core.cli_options import Dtype, Force, NoVerify
+from llm_core.cli_options import (
+    AsJson,
+    Dtype,
+    Force,
+    ModelArg,
+    NoVerify,
+    OldOut,
+    echo_json,
+    resolve_out,
+)
 from llm_core.output_dirs import check_output_dir, claim_output_dir, write_output_marker
 
 __all__ = [
@@ -29,6 +38,7 @@ __all__ = [
 DEFAULT_TOKENIZER = "gpt2"
 #: Most tokens ``generate`` makes in one run (a larger --max-new-tokens is refused, not run for days).
 MAX_NEW_TOKENS = 1_000_000
+
 
 def model_info_command(
     arch: Annotated[str, typer.Option("--arch", help="Registered architecture name.")] = "gpt2",
@@ -161,6 +171,17 @@ def generate_command(
         typer.echo(prompt + str(completion))
 
 
+def _report_import(src: object, out: Path, model: Any, tokenizer: str | None, as_json: bool) -> None:
+    """The closing line (or JSON document) of ``import-hf`` and ``import-book``."""
+    from llm_model.gpt import model_info
+
+    parameters = model_info(model)["parameters"]
+    if as_json:
+        echo_json({"source": str(src), "out": str(out), "parameters": parameters, "tokenizer": tokenizer})
+        return
+    typer.echo(f"imported {parameters:,} parameters from {src} into {out}")
+
+
 def import_hf_command(
     src: Annotated[
         str,
@@ -168,7 +189,8 @@ def import_hf_command(
             help="Local Hugging Face directory (gpt2, llama, mistral or phi), or a hub repo id ([hub] extra)."
         ),
     ],
-    out: Annotated[Path, typer.Argument(help="Checkpoint directory to write.")],
+    old_out: OldOut = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Checkpoint directory to write.")] = None,
     tokenizer: Annotated[
         Optional[str],
         typer.Option(
@@ -179,8 +201,9 @@ def import_hf_command(
     dtype: Dtype = "auto",
     force: Force = False,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace OUT even if it is not an import-hf output.")
+        bool, typer.Option("--overwrite", help="Replace --out even if it is not an import-hf output.")
     ] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Import weights in the Hugging Face layout (GPT-2, Llama, Mistral, Phi) as a scratchlm checkpoint.
 
@@ -189,11 +212,11 @@ def import_hf_command(
     EOS ids and chat template.
     """
     from llm_model.checkpoint import save_pretrained
-    from llm_model.gpt import model_info
     from llm_model.hf import import_hf, own_tokenizer, resolve_source
     from llm_model.loading import resolve_dtype
 
-    check_output_dir(out, command="import-hf", overwrite=overwrite, option="OUT")  # before any work
+    out = resolve_out(out, old_out)
+    check_output_dir(out, command="import-hf", overwrite=overwrite, option="--out")  # before any work
     directory = resolve_source(src)
     model = import_hf(directory, dtype=resolve_dtype(dtype), force=force)
     files: dict[str, Path] = {}
@@ -201,14 +224,15 @@ def import_hf_command(
         tokenizer, files = own_tokenizer(directory, model)
     save_pretrained(model, out, tokenizer=tokenizer, files=files)
     write_output_marker(out, "import-hf")  # save_pretrained renames the whole checkpoint into place
-    typer.echo(f"imported {model_info(model)['parameters']:,} parameters from {src} into {out}")
+    _report_import(src, out, model, tokenizer, as_json)
 
 
 def import_book_command(
     src: Annotated[
         Path, typer.Argument(help="A .pth saved from the book's GPTModel (torch.save of its state_dict).")
     ],
-    out: Annotated[Path, typer.Argument(help="Checkpoint directory to write.")],
+    old_out: OldOut = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Checkpoint directory to write.")] = None,
     preset: Annotated[
         str, typer.Option("--preset", help="The book's configuration the file was saved from.")
     ] = "gpt2-124m",
@@ -224,35 +248,45 @@ def import_book_command(
     tokenizer: Annotated[str, typer.Option("--tokenizer", help="Tokenizer to record.")] = DEFAULT_TOKENIZER,
     force: Force = False,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace OUT even if it is not an import-book output.")
+        bool, typer.Option("--overwrite", help="Replace --out even if it is not an import-book output.")
     ] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Import a model trained with the book's own code (chapter 4's GPTModel) as a scratchlm checkpoint."""
     from llm_core.config_io import parse_override
     from llm_model.book_weights import import_book
     from llm_model.checkpoint import save_pretrained
-    from llm_model.gpt import model_info
 
-    check_output_dir(out, command="import-book", overwrite=overwrite, option="OUT")  # before any work
+    out = resolve_out(out, old_out)
+    check_output_dir(out, command="import-book", overwrite=overwrite, option="--out")  # before any work
     values = dict(parse_override(text) for text in overrides or [])
     model = import_book(src, preset=preset, qkv_bias=qkv_bias, force=force, **values)
     save_pretrained(model, out, tokenizer=tokenizer)
     write_output_marker(out, "import-book")
-    typer.echo(f"imported {model_info(model)['parameters']:,} parameters from {src} into {out}")
+    _report_import(src, out, model, tokenizer, as_json)
 
 
 def export_hf_command(
-    checkpoint: Annotated[Path, typer.Argument(help="scratchlm checkpoint directory.")],
-    out: Annotated[Path, typer.Argument(help="Directory for the Hugging Face files.")],
+    checkpoint: ModelArg,
+    old_out: OldOut = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Directory for the Hugging Face files.")
+    ] = None,
     no_verify: NoVerify = False,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Write into OUT even if it is not empty and not an export's.")
+        bool,
+        typer.Option("--overwrite", help="Write into --out even if it is not empty and not an export's."),
     ] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Export a checkpoint in the Hugging Face layout of its family (loadable by transformers)."""
     from llm_model.checkpoint import load_pretrained
     from llm_model.hf import export_hf
 
-    claim_output_dir(out, command="export-hf", overwrite=overwrite, option="OUT")
+    out = resolve_out(out, old_out)
+    claim_output_dir(out, command="export-hf", overwrite=overwrite, option="--out")
     export_hf(load_pretrained(checkpoint, verify=not no_verify), out)
+    if as_json:
+        echo_json({"model": str(checkpoint), "out": str(out), "files": sorted(p.name for p in out.iterdir())})
+        return
     typer.echo(f"exported {checkpoint} to {out} (Hugging Face layout)")
