@@ -18,6 +18,7 @@ from llm_core.cli_options import (
     ModelArg,
     NoVerify,
     OldOut,
+    Quantize,
     echo_json,
     resolve_out,
 )
@@ -114,18 +115,21 @@ def generate_command(
     device: Annotated[str, typer.Option("--device", help="Device to run on, e.g. cpu or cuda.")] = "cpu",
     no_verify: NoVerify = False,
     dtype: Dtype = "auto",
+    quantize: Quantize = "none",
     force: Force = False,
 ) -> None:
     """Continue PROMPT with the model in CHECKPOINT."""
     from llm_core.errors import ConfigError
     from llm_model.checkpoint import load_pretrained
     from llm_model.generation import default_eos_ids, generate_text, stream_tokens
+    from llm_model.quantize import quantize_model
 
     if not 0 <= max_new_tokens <= MAX_NEW_TOKENS:
         raise ConfigError(
             f"--max-new-tokens {max_new_tokens}: expected 0 to {MAX_NEW_TOKENS:,} tokens in one run"
         )
     model = load_pretrained(checkpoint, map_location=device, verify=not no_verify, dtype=dtype, force=force)
+    quantize_model(model, quantize)
     recorded = getattr(model, "checkpoint_config", {}).get("tokenizer")
     name = tokenizer or recorded or DEFAULT_TOKENIZER
     tok = _tokenizer(name)

@@ -1,0 +1,97 @@
+"""``quantize_model``: int8 and bf16 weights for every architecture, the tied head, errors, quality."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from llm_core.errors import ConfigError
+from llm_model import QUANTIZE_MODES, build_model, generate, quantize_model
+
+TINY = {"vocab_size": 97, "context_length": 32, "emb_dim": 32, "n_heads": 4, "n_layers": 2, "drop_rate": 0.0}
+#: What each built-in architecture needs on top of TINY.
+ARCH_OVERRIDES: dict[str, dict[str, object]] = {
+    "mistral": {"n_kv_heads": 2},
+    "phi": {"partial_rotary_factor": 0.5},
+}
+
+
+def _tiny(arch: str, **overrides: object) -> nn.Module:
+    torch.manual_seed(0)
+    return build_model(arch, **{**TINY, **overrides}).eval()
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "mistral", "phi"])
+@pytest.mark.parametrize("mode", ["int8", "bf16"])
+def test_every_architecture_is_quantized_and_generates(arch: str, mode: str) -> None:
+    model = _tiny(arch, **ARCH_OVERRIDES.get(arch, {}))
+    idx = torch.randint(0, TINY["vocab_size"], (2, 12), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        reference = model(idx)
+    assert quantize_model(model, mode) is model
+    assert model.quantization == mode
+    linears = [m for m in model.modules() if type(m) is nn.Linear]
+    if mode == "int8":
+        assert linears == []  # every linear layer, the head included, is int8
+        assert model.out_head.weight().dtype == torch.qint8
+    else:
+        assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    with torch.no_grad():
+        logits = model(idx).float()
+    assert (logits - reference).abs().max() < 0.1 * reference.abs().max()
+    assert generate(model, idx, 5).shape == (2, 17)
+
+
+def test_int8_quantizes_the_tied_head_and_keeps_the_embedding() -> None:
+    model = _tiny("gpt2", tie_weights=True)
+    embedding = model.tok_emb.weight.detach().clone()
+    idx = torch.arange(10)[None]
+    quantize_model(model, "int8")
+    assert type(model.out_head) is not nn.Linear
+    assert model.tok_emb.weight.dtype == torch.float32
+    assert torch.equal(model.tok_emb.weight, embedding)  # lookups read the float32 rows
+    head = model.out_head.weight().dequantize()
+    assert torch.allclose(head, embedding, atol=embedding.abs().max().item() / 127)
+    with torch.no_grad():
+        loss = model(idx, targets=idx)  # the loss goes through the int8 head too
+    assert math.isfinite(loss.item())
+
+
+def test_none_leaves_the_model_as_it_is() -> None:
+    model = _tiny("gpt2")
+    state = copy.deepcopy(model.state_dict())
+    quantize_model(model, "none")
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_int8_after_bf16_loading_runs_in_float32() -> None:
+    model = _tiny("gpt2").to(torch.bfloat16)  # as --dtype bf16 loads it
+    quantize_model(model, "int8")
+    assert model.tok_emb.weight.dtype == torch.float32
+    assert generate(model, torch.arange(4), 3).shape == (7,)
+
+
+def test_unknown_mode_is_one_clear_error() -> None:
+    with pytest.raises(ConfigError, match=r"--quantize: expected one of none, int8, bf16, found 'int4'"):
+        quantize_model(_tiny("gpt2"), "int4")
+    assert QUANTIZE_MODES == ("none", "int8", "bf16")
+
+
+def test_int8_on_a_device_without_kernels_is_refused() -> None:
+    with torch.device("meta"):
+        model = build_model("gpt2", **TINY)
+    with pytest.raises(
+        ConfigError, match=r"int8 linear kernels run on the CPU only, but the model is on meta;"
+    ):
+        quantize_model(model, "int8")
+
+
+def test_quantizing_twice_another_way_is_refused() -> None:
+    model = quantize_model(_tiny("gpt2"), "bf16")
+    assert quantize_model(model, "bf16") is model
+    with pytest.raises(ConfigError, match=r"already quantized \(bf16\)"):
+        quantize_model(model, "int8")
