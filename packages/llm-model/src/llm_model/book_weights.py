@@ -23,18 +23,9 @@ import torch
 from torch import nn
 
 from llm_core.errors import CheckpointError
-from llm_model.checkpoint import check_tensors
-from llm_model.gpt import GPTModel, architecture_config
+from llm_model.gpt import architecture_config
 from llm_model.hf_files import torch_load_safely
-from llm_model.loading import (
-    build_on_meta,
-    check_memory,
-    expected_like,
-    fill,
-    parameter_bytes,
-    stored_dtype,
-    tied_parameter_aliases,
-)
+from llm_model.loading import load_new_model
 
 __all__ = ["BOOK_BUFFER_SUFFIX", "import_book", "read_book_state_dict"]
 
@@ -80,16 +71,8 @@ def import_book(
     model_class, config = architecture_config(
         "gpt2", preset, **{"qkv_bias": qkv_bias, "tie_weights": False, "drop_rate": 0.0, **overrides}
     )
-    found = read_book_state_dict(path)
-    stored = stored_dtype(found)
-    check_memory(
-        parameter_bytes(model_class, config, stored),
-        what=f"{path}: the model's parameters ({str(stored).removeprefix('torch.')})",
-        force=force,
-    )
-    model = build_on_meta(lambda: GPTModel(config))
-    expected = expected_like(model, stored, skip=tied_parameter_aliases(model))
-    found = {n: t for n, t in found.items() if n in expected or not n.endswith(BOOK_BUFFER_SUFFIX)}
+    found = {n: t for n, t in read_book_state_dict(path).items() if not n.endswith(BOOK_BUFFER_SUFFIX)}
     where = f"{path} (preset {preset}, qkv_bias={str(qkv_bias).lower()})"
-    check_tensors(expected, found, where=where)
-    return fill(model, found, where=where, factory=lambda: GPTModel(config)).eval()
+    return load_new_model(
+        model_class, config, found, what=f"{path}: the model's parameters", where=where, force=force
+    )

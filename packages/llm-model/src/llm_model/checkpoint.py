@@ -38,7 +38,7 @@ from torch import nn
 
 from llm_core.config_io import check_keys, config_from_dict, config_to_dict, json_digest, sha256_file
 from llm_core.errors import CheckpointError, ConfigError, PluginError
-from llm_model.loading import tied_parameter_aliases
+from llm_model.loading import check_tensors, tied_parameter_aliases
 
 __all__ = [
     "CONFIG_FILE",
@@ -456,34 +456,6 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path}: expected the model weights, found no such file")
     return mmap_tensors(path)
-
-
-def check_tensors(
-    expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], *, where: str
-) -> None:
-    """Raise one :class:`CheckpointError` listing every missing, unexpected, mis-shaped or mistyped tensor."""
-    problems = []
-    missing = [name for name in expected if name not in found]
-    unexpected = [name for name in found if name not in expected]
-    if missing:
-        problems.append(f"missing {len(missing)}: {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"unexpected {len(unexpected)}: {', '.join(unexpected)}")
-    for name, want in expected.items():
-        got = found.get(name)
-        if got is None:
-            continue
-        if tuple(got.shape) != tuple(want.shape):
-            problems.append(f"{name}: expected shape {tuple(want.shape)}, found {tuple(got.shape)}")
-        if got.dtype != want.dtype:
-            problems.append(f"{name}: expected dtype {want.dtype}, found {got.dtype}")
-    if problems:
-        count = len(problems) + max(len(missing) - 1, 0) + max(len(unexpected) - 1, 0)
-        raise CheckpointError(
-            f"{where}: the weights do not match the config ({count} problem(s)): "
-            + "; ".join(problems)
-            + ". Check that config.json and the weights belong together."
-        )
 
 
 def load_weights_into(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Module:

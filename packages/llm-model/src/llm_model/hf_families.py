@@ -37,21 +37,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from llm_core.errors import CheckpointError, ConfigError
-from llm_model.checkpoint import _dtype_name, check_tensors, unique_tensors
+from llm_core.errors import ConfigError
+from llm_model.checkpoint import _dtype_name, unique_tensors
 from llm_model.decoder import RotaryDecoder
 from llm_model.hf import _TANH_GELUS
 from llm_model.hf_files import read_hf_weights
 from llm_model.llama import LlamaConfig, LlamaModel, MistralConfig, MistralModel
-from llm_model.loading import (
-    build_on_meta,
-    check_memory,
-    expected_like,
-    fill,
-    parameter_bytes,
-    stored_dtype,
-    tied_parameter_aliases,
-)
+from llm_model.loading import load_new_model
 from llm_model.phi import PhiConfig, PhiModel
 
 __all__ = ["SUPPORTED_MODEL_TYPES", "export_hf_family", "hf_family_config", "import_hf_family"]
@@ -391,23 +383,16 @@ def import_hf_family(
     }
     if config.tie_weights:
         tensors.pop("lm_head.weight", None)  # a stored copy of embed_tokens
-    stored = stored_dtype(tensors)
-    check_memory(
-        parameter_bytes(family.model_class, config, dtype or stored),
-        what=f"{path}: the model's parameters ({str(dtype or stored).removeprefix('torch.')})",
+    return load_new_model(
+        family.model_class,
+        config,
+        tensors,
+        what=f"{path}: the model's parameters",
+        where=weights.where,
+        names=family.names(config),
+        dtype=dtype,
         force=force,
     )
-    model = build_on_meta(lambda: family.model_class(config))
-    names = family.names(config)
-    aliases = tied_parameter_aliases(model)
-    ours = expected_like(model, stored, skip=aliases)
-    if set(names) != set(ours):  # pragma: no cover - a mapping bug
-        raise CheckpointError(f"internal name-map error for {model_type}: {sorted(set(names) ^ set(ours))}")
-    check_tensors({names[n]: t for n, t in ours.items()}, tensors, where=weights.where)
-    state = {n: tensors[names[n]] for n in ours}
-    return fill(
-        model, state, dtype=dtype, where=weights.where, factory=lambda: family.model_class(config)
-    ).eval()
 
 
 def export_hf_family(model: nn.Module, out_dir: str | os.PathLike[str]) -> Path:

@@ -8,12 +8,14 @@ The path every loader takes (``load_pretrained``, ``import_hf``):
    giving both numbers, unless ``force``.
 2. :func:`build_on_meta` — the model is built with shapes only.
 3. The weights are memory-mapped (:mod:`llm_model.safetensors_io`) and checked
-   against the model's names, shapes and dtypes (all mismatches at once).
+   against the model's names, shapes and dtypes (all mismatches at once:
+   :func:`check_tensors`).
 4. :func:`fill` — ``load_state_dict(assign=True)``: the model's parameters become
    the mapped tensors themselves (no copy unless a dtype conversion asks for one),
    tied parameters are re-tied and buffers recomputed.
 
 Peak memory is therefore about one copy of the weights, in their own dtype.
+:func:`load_new_model` takes the four steps for a file's tensors.
 """
 
 from __future__ import annotations
@@ -33,10 +35,12 @@ __all__ = [
     "available_memory",
     "build_on_meta",
     "check_memory",
+    "check_tensors",
     "current_options",
     "expected_like",
     "fill",
     "format_bytes",
+    "load_new_model",
     "load_options",
     "parameter_bytes",
     "resolve_dtype",
@@ -203,6 +207,67 @@ def check_memory(
         f"{what} need {format_bytes(needed)}, more than the {format_bytes(limit)} available "
         f"({source}); {advice}, or pass --force to try anyway"
     )
+
+
+def check_tensors(
+    expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], *, where: str
+) -> None:
+    """Raise one :class:`CheckpointError` listing every missing, unexpected, mis-shaped or mistyped tensor."""
+    problems = []
+    missing = [name for name in expected if name not in found]
+    unexpected = [name for name in found if name not in expected]
+    if missing:
+        problems.append(f"missing {len(missing)}: {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)}: {', '.join(unexpected)}")
+    for name, want in expected.items():
+        got = found.get(name)
+        if got is None:
+            continue
+        if tuple(got.shape) != tuple(want.shape):
+            problems.append(f"{name}: expected shape {tuple(want.shape)}, found {tuple(got.shape)}")
+        if got.dtype != want.dtype:
+            problems.append(f"{name}: expected dtype {want.dtype}, found {got.dtype}")
+    if problems:
+        count = len(problems) + max(len(missing) - 1, 0) + max(len(unexpected) - 1, 0)
+        raise CheckpointError(
+            f"{where}: the weights do not match the config ({count} problem(s)): "
+            + "; ".join(problems)
+            + ". Check that config.json and the weights belong together."
+        )
+
+
+def load_new_model(
+    model_class: Any,
+    config: Any,
+    tensors: Mapping[str, torch.Tensor],
+    *,
+    what: str,
+    where: str,
+    names: Mapping[str, str] | None = None,
+    dtype: torch.dtype | None = None,
+    force: bool = False,
+) -> nn.Module:
+    """``model_class(config)`` holding ``tensors``, after the checks every loader makes (eval mode).
+
+    :func:`check_memory` for the parameters in ``dtype`` (default: the tensors'
+    own), ``what`` naming them (``"config.json: the model's parameters"``); the
+    model built on ``meta``; :func:`check_tensors` of its state dict (tied
+    aliases left out) against ``tensors``, every problem reported at once under
+    ``where``; then :func:`fill`. ``names`` maps the model's tensor names to the
+    names in ``tensors`` (default: the same names).
+    """
+    stored = stored_dtype(tensors)
+    label = str(dtype or stored).removeprefix("torch.")
+    check_memory(parameter_bytes(model_class, config, dtype or stored), what=f"{what} ({label})", force=force)
+    model = build_on_meta(lambda: model_class(config))
+    ours = expected_like(model, stored, skip=tied_parameter_aliases(model))
+    rename = names if names is not None else {name: name for name in ours}
+    if set(rename) != set(ours):  # pragma: no cover - a name-map bug
+        raise CheckpointError(f"{where}: internal name-map error: {sorted(set(rename) ^ set(ours))}")
+    check_tensors({rename[n]: t for n, t in ours.items()}, tensors, where=where)
+    state = {n: tensors[rename[n]] for n in ours}
+    return fill(model, state, dtype=dtype, where=where, factory=lambda: model_class(config)).eval()
 
 
 def _set_tensor(model: nn.Module, name: str, value: torch.Tensor) -> None:
