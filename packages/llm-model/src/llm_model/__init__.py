@@ -17,6 +17,9 @@ __version__ = distribution_version("llm-model")
 
 #: Public name -> submodule defining it; imported on first use (no torch for `scratchlm --help`).
 _EXPORTS = {
+    "Block": "blocks",
+    "BlockInputs": "blocks",
+    "DecoderConfig": "config",
     "FeedForward": "blocks",
     "GELU": "blocks",
     "GPTConfig": "config",
@@ -39,11 +42,13 @@ _EXPORTS = {
     "QUANTIZE_MODES": "quantize",
     "RMSNorm": "norms",
     "RotaryDecoder": "decoder",
+    "RotaryDecoderConfig": "decoder",
     "SwiGLUFeedForward": "llama",
     "TransformerBlock": "blocks",
     "accepts_targets": "gpt",
     "architecture_config": "gpt",
     "build_model": "gpt",
+    "causal_self_attention": "blocks",
     "checksum_verification": "checkpoint",
     "count_parameters": "gpt",
     "export_hf": "hf",
@@ -52,6 +57,7 @@ _EXPORTS = {
     "get_preset": "presets",
     "import_book": "book_weights",
     "import_hf": "hf",
+    "init_weights": "init",
     "linear_cross_entropy": "head_loss",
     "load_pretrained": "checkpoint",
     "load_weights_into": "checkpoint",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -14,6 +13,7 @@ from llm_core.errors import ConfigError
 from llm_model.blocks import LayerNorm, TransformerBlock
 from llm_model.config import GPTConfig
 from llm_model.head_loss import linear_cross_entropy, masked_cross_entropy
+from llm_model.init import init_weights
 
 __all__ = [
     "GPTModel",
@@ -29,17 +29,87 @@ MB = 1024**2
 
 
 class CausalLMMixin:
-    """What every scratchlm decoder shares: its KV cache, the context-length check, the head.
+    """What every scratchlm decoder shares: its KV cache, the context-length check, the block loop, the head.
 
-    Needs ``self.config`` (``n_layers``, ``kv_heads``, ``head_dim``, ``context_length``),
-    ``self.tok_emb`` and ``self.out_head``.
+    Needs ``self.config`` (an instance of ``config_class``: ``n_layers``, ``kv_heads``,
+    ``head_dim``, ``context_length``, ``tie_weights``), ``self.tok_emb``,
+    ``self.trf_blocks`` (:class:`~llm_model.Block`\\ s), ``self.final_norm`` and ``self.out_head``.
     """
 
     config: Any
+    config_class: Any
     tok_emb: nn.Embedding
+    trf_blocks: nn.ModuleList
+    final_norm: nn.Module
     out_head: nn.Linear
     #: ``forward(idx, targets=...)`` returns the mean next-token loss (see :func:`accepts_targets`).
     accepts_targets = True
+    #: ``forward(idx, padding_mask=...)`` gives a left-padded row the logits it gets alone
+    #: (checked by the conformance suite for every architecture that declares it).
+    accepts_padding_mask = True
+
+    def _checked_config(self, config: Any) -> Any:
+        """``config`` if it is a ``config_class``, else a :class:`ConfigError` naming both."""
+        if not isinstance(config, self.config_class):
+            raise ConfigError(
+                f"{type(self).__name__}: expected a {self.config_class.__name__}, got {type(config).__name__}"
+            )
+        return config
+
+    def _initialise(self, scheme: str | None, **options: Any) -> None:
+        """:func:`~llm_model.init_weights` with ``scheme`` (``None``: keep the layers' own); tie the head."""
+        if scheme is not None:
+            init_weights(self, scheme, **options)  # type: ignore[arg-type]
+        if self.config.tie_weights:
+            self.out_head.weight = self.tok_emb.weight
+
+    def _embed(self, idx: torch.Tensor, past: int, positions: torch.Tensor | None) -> torch.Tensor:
+        """Token ids ``(b, t)`` -> the first block's input ``(b, t, emb_dim)`` (see :meth:`forward`)."""
+        raise NotImplementedError
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        *,
+        targets: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits ``(b, t, vocab_size)`` of token ids ``(b, t)``, or the mean loss given ``targets``.
+
+        ``positions`` (the new tokens' positions counting real tokens only) are
+        computed when there is a ``padding_mask``; else ``None``, the cache
+        offset onwards. ``_embed`` turns the ids into vectors, every block of
+        ``trf_blocks`` is called with ``cache=``, ``padding_mask=`` and
+        ``positions=``, then ``final_norm`` and the head.
+        """
+        b, t = idx.shape  # (b, t)
+        past = self._past_length(t, cache)
+        positions = None  # (b, t) with a padding mask: left padding does not shift positions
+        if padding_mask is not None:
+            positions = self._positions(b, t, past, padding_mask, idx.device)
+        x = self._embed(idx, past, positions)  # (b, t, emb_dim)
+        for i, block in enumerate(self.trf_blocks):
+            layer_cache = None if cache is None else cache.layer(i)
+            x = block(x, cache=layer_cache, padding_mask=padding_mask, positions=positions)
+        x = self.final_norm(x)
+        return self._head(x, targets)  # (b, t, vocab_size), or the loss given targets
+
+    @staticmethod
+    def _positions(
+        b: int, t: int, past: int, padding_mask: torch.Tensor | None, device: torch.device
+    ) -> torch.Tensor:
+        """The new tokens' positions: ``past …`` ``(t,)``, or ``(b, t)`` counting real tokens only."""
+        if padding_mask is None:
+            return torch.arange(past, past + t, device=device)  # (t,)
+        if padding_mask.shape != (b, past + t):
+            raise ConfigError(
+                f"padding_mask: expected shape {(b, past + t)} (batch, cached + new tokens), "
+                f"got {tuple(padding_mask.shape)}"
+            )
+        # Count real tokens only, so left padding does not shift positions.
+        positions = padding_mask.long().cumsum(dim=-1) - 1  # (b, past + t)
+        return positions.clamp(min=0)[:, past:]  # (b, t)
 
     def _head(self, x: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         """Logits ``(b, t, vocab)`` of the final hidden states, or their loss against ``targets``."""
@@ -105,65 +175,21 @@ class GPTModel(CausalLMMixin, nn.Module):
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        if not isinstance(config, GPTConfig):
-            raise ConfigError(f"GPTModel: expected a GPTConfig, got {type(config).__name__}")
-        self.config = config
+        self.config = self._checked_config(config)
         self.tok_emb = nn.Embedding(config.vocab_size, config.emb_dim)
         self.pos_emb = nn.Embedding(config.context_length, config.emb_dim)
         self.drop_emb = nn.Dropout(config.drop_rate)
         self.trf_blocks = nn.ModuleList([TransformerBlock(config) for _ in range(config.n_layers)])
         self.final_norm = LayerNorm(config.emb_dim)
         self.out_head = nn.Linear(config.emb_dim, config.vocab_size, bias=False)
-        if config.init == "gpt2":  # else keep torch's layer defaults, as the book's model
-            self.apply(self._init_weights)
-            for name, param in self.named_parameters():  # GPT-2: scale the residual projections
-                if name.endswith(("att.out_proj.weight", "ff.layers.2.weight")):
-                    nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layers))
-        if config.tie_weights:
-            self.out_head.weight = self.tok_emb.weight
+        # "pytorch": the new layers already have torch's defaults (the book's model); drawing
+        # them again would change what a seed gives.
+        self._initialise("gpt2" if config.init == "gpt2" else None)
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        """GPT-2's initialisation: N(0, 0.02) weights, zero biases."""
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-
-    def forward(
-        self,
-        idx: torch.Tensor,
-        *,
-        targets: torch.Tensor | None = None,
-        cache: KVCache | None = None,
-        padding_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        b, t = idx.shape  # (b, t)
-        past = self._past_length(t, cache)
-        positions = self._positions(b, t, past, padding_mask, idx.device)  # (b, t) or (t,)
-        x = self.drop_emb(self.tok_emb(idx) + self.pos_emb(positions))  # (b, t, emb_dim)
-        for i, block in enumerate(self.trf_blocks):
-            layer_cache = None if cache is None else cache.layer(i)
-            x = block(x, cache=layer_cache, padding_mask=padding_mask)
-        x = self.final_norm(x)
-        return self._head(x, targets)  # (b, t, vocab_size), or the loss given targets
-
-    @staticmethod
-    def _positions(
-        b: int, t: int, past: int, padding_mask: torch.Tensor | None, device: torch.device
-    ) -> torch.Tensor:
-        if padding_mask is None:
-            return torch.arange(past, past + t, device=device)  # (t,)
-        if padding_mask.shape != (b, past + t):
-            raise ConfigError(
-                f"padding_mask: expected shape {(b, past + t)} (batch, cached + new tokens), "
-                f"got {tuple(padding_mask.shape)}"
-            )
-        # Count real tokens only, so left padding does not shift positions.
-        positions = padding_mask.long().cumsum(dim=-1) - 1  # (b, past + t)
-        return positions.clamp(min=0)[:, past:]  # (b, t)
+    def _embed(self, idx: torch.Tensor, past: int, positions: torch.Tensor | None) -> torch.Tensor:
+        if positions is None:
+            positions = torch.arange(past, past + idx.shape[1], device=idx.device)  # (t,)
+        return self.drop_emb(self.tok_emb(idx) + self.pos_emb(positions))  # (b, t, emb_dim)
 
 
 def accepts_targets(model: nn.Module) -> bool:

@@ -15,16 +15,20 @@ Mistral is Llama plus sliding-window attention (``sliding_window``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from llm_attention import MultiHeadAttention, RotaryEmbedding
+from llm_attention import RotaryEmbedding
 from llm_core.errors import ConfigError
-from llm_model.decoder import RotaryDecoder, check_decoder_config
+from llm_model.blocks import Block, BlockInputs, causal_self_attention
+from llm_model.decoder import RotaryDecoder, RotaryDecoderConfig
 from llm_model.norms import RMSNorm
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "LlamaBlock",
@@ -37,65 +41,19 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class LlamaConfig:
+class LlamaConfig(RotaryDecoderConfig):
     """Hyperparameters of a Llama-style model (defaults: the Llama 2 7B shape, as ``transformers``).
 
-    Attributes:
-        vocab_size: number of token ids.
-        context_length: the longest sequence (RoPE positions and the KV cache).
-        emb_dim: width of the residual stream (Hugging Face ``hidden_size``).
-        n_heads: query heads per layer; must divide ``emb_dim``.
-        n_layers: number of transformer blocks.
-        n_kv_heads: key/value heads (grouped-query attention); must divide ``n_heads``
-            (``None``: ``n_heads``).
-        hidden_dim: width of the SwiGLU feed-forward (``intermediate_size``).
-        rope_theta: base of the RoPE frequencies (10 000; 500 000 for Llama 3).
-        rope_scaling: ``None`` or a :class:`llm_attention.RotaryEmbedding` scaling dict,
-            e.g. ``{"type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
-            "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}``.
-        norm_eps: RMSNorm epsilon (``rms_norm_eps``).
-        drop_rate: dropout on the attention weights (training only).
-        tie_weights: share the output head's weight with the token embedding.
-        attention: name of a registered attention backend (``"naive"``, ``"sdpa"``, …).
+    The fields of :class:`~llm_model.decoder.RotaryDecoderConfig`: ``vocab_size``,
+    ``context_length``, ``emb_dim``, ``n_heads``, ``n_layers``, ``n_kv_heads``,
+    ``hidden_dim`` (the SwiGLU width), ``rope_theta``, ``rope_scaling``, ``norm_eps``
+    (RMSNorm's ``rms_norm_eps``), ``drop_rate``, ``tie_weights`` and ``attention``.
     """
-
-    vocab_size: int = 32000
-    context_length: int = 2048
-    emb_dim: int = 4096
-    n_heads: int = 32
-    n_layers: int = 32
-    n_kv_heads: int | None = None
-    hidden_dim: int = 11008
-    rope_theta: float = 10000.0
-    rope_scaling: dict[str, Any] | None = None
-    norm_eps: float = 1e-6
-    drop_rate: float = 0.0
-    tie_weights: bool = False
-    attention: str = "sdpa"
-
-    def __post_init__(self) -> None:
-        check_decoder_config(self)
-
-    @property
-    def head_dim(self) -> int:
-        """Width of one attention head: ``emb_dim // n_heads``."""
-        return self.emb_dim // self.n_heads
-
-    @property
-    def kv_heads(self) -> int:
-        """Key/value heads actually used (``n_kv_heads`` or ``n_heads``)."""
-        return self.n_kv_heads or self.n_heads
 
     @property
     def window(self) -> int | None:
         """The attention window (``None``: full causal attention)."""
         return None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The hyperparameters as a JSON-serialisable dict (the keys of ``config.json``)."""
-        from llm_core.config_io import config_to_dict
-
-        return config_to_dict(self)
 
 
 @dataclass(frozen=True)
@@ -118,8 +76,9 @@ class MistralConfig(LlamaConfig):
     norm_eps: float = 1e-5
     sliding_window: int | None = 4096
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def check(self) -> None:
+        """The rotary checks, then ``sliding_window``."""
+        super().check()
         window = self.sliding_window
         if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
             raise ConfigError(
@@ -146,38 +105,23 @@ class SwiGLUFeedForward(nn.Module):
         return self.down(F.silu(self.gate(x)) * self.up(x))  # (b, t, emb_dim)
 
 
-class LlamaBlock(nn.Module):
+class LlamaBlock(Block):
     """Pre-RMSNorm block: ``x + att(norm1(x))`` then ``x + ff(norm2(x))``."""
+
+    residual_projections = ("att.out_proj", "ff.down")
 
     def __init__(self, config: LlamaConfig, rope: RotaryEmbedding) -> None:
         super().__init__()
         self.norm1 = RMSNorm(config.emb_dim, eps=config.norm_eps)
-        self.att = MultiHeadAttention(
-            config.emb_dim,
-            config.emb_dim,
-            config.n_heads,
-            context_length=config.context_length,
-            dropout=config.drop_rate,
-            qkv_bias=False,
-            n_kv_heads=config.n_kv_heads,
-            backend=config.attention,
-            window=config.window,
-            rope=rope,
-            out_bias=False,
+        self.att = causal_self_attention(
+            config, qkv_bias=False, out_bias=False, rope=rope, window=config.window
         )
         self.norm2 = RMSNorm(config.emb_dim, eps=config.norm_eps)
         self.ff = SwiGLUFeedForward(config.emb_dim, config.hidden_dim)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        *,
-        cache: Any = None,
-        padding_mask: torch.Tensor | None = None,
-        positions: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, **inputs: Unpack[BlockInputs]) -> torch.Tensor:
         # x: (b, t, emb_dim) throughout
-        x = x + self.att(self.norm1(x), cache=cache, padding_mask=padding_mask, positions=positions)
+        x = x + self.att(self.norm1(x), **inputs)
         return x + self.ff(self.norm2(x))
 
 
@@ -193,18 +137,14 @@ class LlamaModel(RotaryDecoder):
 
     def __init__(self, config: LlamaConfig) -> None:
         super().__init__()
-        if not isinstance(config, self.config_class):
-            raise ConfigError(
-                f"{type(self).__name__}: expected a {self.config_class.__name__}, got {type(config).__name__}"
-            )
-        self.config = config
+        self.config = self._checked_config(config)
         self.tok_emb = nn.Embedding(config.vocab_size, config.emb_dim)
         self.drop_emb = nn.Identity()  # Llama has no embedding dropout
         rope = self.rotary_embedding()
         self.trf_blocks = nn.ModuleList([LlamaBlock(config, rope) for _ in range(config.n_layers)])
         self.final_norm = RMSNorm(config.emb_dim, eps=config.norm_eps)
         self.out_head = nn.Linear(config.emb_dim, config.vocab_size, bias=False)
-        self.init_weights()
+        self.init_parameters()
 
 
 class MistralModel(LlamaModel):
