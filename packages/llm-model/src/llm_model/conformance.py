@@ -6,11 +6,17 @@ the usual size fields (``vocab_size``, ``context_length``, ``emb_dim``,
 ``n_heads``, ``n_layers``, ``drop_rate``) shrunk where the config has them.
 What an architecture must provide beyond ``forward(idx)``: ``forward(idx,
 cache=...)`` with ``new_cache(batch_size)``, and a dataclass ``model.config``.
+An architecture that declares ``accepts_padding_mask = True`` (every model
+built on llm_model's ``GPTModel`` or ``RotaryDecoder`` does) is also checked
+for left padding; the blocks in a ``trf_blocks`` list for the block contract
+(:class:`llm_model.Block`); and :func:`llm_model.init_weights` must reach every
+parameter of every architecture.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import tempfile
 from typing import Any
 
@@ -22,9 +28,12 @@ from llm_core.config_io import config_from_dict
 from llm_core.conformance import check
 
 __all__ = [
+    "blocks_follow_the_block_contract",
     "gradients_reach_every_parameter",
+    "init_weights_covers_every_parameter",
     "is_causal",
     "kv_cache_matches_full_forward",
+    "left_padding_matches_unpadded_rows",
     "parameter_count_matches",
     "save_load_round_trip",
     "tiny_instance",
@@ -128,3 +137,63 @@ def parameter_count_matches(name: str, obj: Any) -> None:
     with torch.device("meta"):
         shapes_only = obj(model.config)
     assert model_info(shapes_only)["parameters"] == expected, f"{name}: the meta-device count differs"
+
+
+@check("architectures")
+def left_padding_matches_unpadded_rows(name: str, obj: Any) -> None:
+    """A left-padded batch gives each row its logits alone (architectures with accepts_padding_mask)."""
+    if not getattr(obj, "accepts_padding_mask", False):
+        return  # the architecture does not declare padding support
+    model = tiny_instance(name, obj)
+    idx = _ids(model, 10)  # row 0: 3 padding tokens, then 7 real ones; row 1: 10 real ones
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    mask[0, :3] = False
+    with torch.no_grad():
+        batch = model(idx, padding_mask=mask)  # (2, 10, vocab)
+        alone = [model(idx[:1, 3:]), model(idx[1:])]
+        cache = model.new_cache(2)
+        steps = [model(idx[:, :8], cache=cache, padding_mask=mask[:, :8])]
+        steps += [model(idx[:, i : i + 1], cache=cache, padding_mask=mask[:, : i + 1]) for i in (8, 9)]
+    cached = torch.cat(steps, dim=1)
+    for got, what in ((batch, "the padded batch"), (cached, "cached decoding of the padded batch")):
+        for row, (want, start) in enumerate(zip(alone, (3, 0), strict=True)):
+            diff = float((got[row, start:] - want[0]).abs().max())
+            assert diff <= 1e-4, f"{name}: row {row} of {what} differs from the row alone by {diff:.2e}"
+
+
+@check("architectures")
+def init_weights_covers_every_parameter(name: str, obj: Any) -> None:
+    """llm_model.init_weights(model, scheme) sets every parameter, for each scheme."""
+    from llm_model.init import INIT_SCHEMES, init_weights
+
+    model = tiny_instance(name, obj)
+    for scheme in INIT_SCHEMES:
+        with torch.no_grad():
+            for param in model.parameters():
+                param.fill_(float("nan"))
+        init_weights(model, scheme)
+        missed = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+        assert not missed, f"{name}: init_weights(model, {scheme!r}) left {', '.join(missed)} unset"
+
+
+@check("architectures")
+def blocks_follow_the_block_contract(name: str, obj: Any) -> None:
+    """Every block in trf_blocks takes forward(x, *, cache, padding_mask, positions) and keeps x's shape."""
+    model = tiny_instance(name, obj)
+    blocks = getattr(model, "trf_blocks", None)
+    if blocks is None:
+        return  # not built from a list of blocks
+    emb_dim = model.config.emb_dim
+    x = torch.randn(2, 5, emb_dim, generator=torch.Generator().manual_seed(2))  # (b, t, emb_dim)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    for i, block in enumerate(blocks):
+        try:
+            inspect.signature(block.forward).bind(x, cache=None, padding_mask=mask, positions=None)
+        except TypeError as exc:
+            raise AssertionError(
+                f"{name}: trf_blocks[{i}] ({type(block).__name__}).forward does not take "
+                f"(x, *, cache=None, padding_mask=None, positions=None): {exc}"
+            ) from None
+        with torch.no_grad():
+            y = block(x, cache=None, padding_mask=mask, positions=None)
+        assert y.shape == x.shape, f"{name}: trf_blocks[{i}] maps {tuple(x.shape)} to {tuple(y.shape)}"
