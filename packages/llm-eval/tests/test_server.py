@@ -222,3 +222,29 @@ def test_non_loopback_host_needs_allow_remote(gpt2_checkpoint) -> None:
 def test_spawn_server_reports_a_server_that_cannot_start(tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"did not start.*error:"):
         spawn_server(tmp_path / "no-such-checkpoint", timeout=60)
+
+
+def test_serve_speaks_the_shared_vocabulary(served, gpt2_checkpoint, capsys) -> None:
+    """--max-new-tokens, --device, --dtype, --quantize; the old --max-tokens works, with a warning."""
+    server, _ = served
+    from llm_core.cli import main
+
+    assert main(["serve", str(gpt2_checkpoint), "--max-tokens", "5", "--port", str(server.port)]) == 2
+    err = capsys.readouterr().err
+    assert "--max-tokens is deprecated" in err and "use --max-new-tokens" in err and "already in use" in err
+    assert main(["serve", "--help"]) == 0
+    shown = capsys.readouterr().out
+    for option in ("--max-new-tokens", "--device", "--dtype", "--quantize"):
+        assert option in shown
+    assert "--max-tokens " not in shown
+
+
+def test_serve_quantized_int8_answers_like_the_quantized_model(gpt2_checkpoint) -> None:
+    runner = load_runner(gpt2_checkpoint, quantize="int8")
+    assert getattr(runner.model, "quantization", None) == "int8"
+    with start_server(create_app(runner), "127.0.0.1", 0) as server:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        done = client.completions.create(model="tiny-gpt", prompt="Hello", max_tokens=5, temperature=0)
+        tags = httpx.get(f"{server.url}/api/tags", timeout=10).json()
+    assert done.choices[0].text == expected(runner, "Hello", 5)
+    assert tags["models"][0]["details"]["quantization_level"] == "INT8"

@@ -21,7 +21,7 @@ pytest.importorskip("uvicorn")
 def _serve(checkpoint: Path, port: int, grace: float) -> tuple[subprocess.Popen[str], list[str]]:
     """`scratchlm serve` in a child process; returns once it listens. Its stderr lines are collected."""
     command = [sys.executable, "-m", "llm_core.cli", "serve", str(checkpoint), "--port", str(port)]
-    command += ["--max-tokens", "1000000", "--shutdown-grace", str(grace)]
+    command += ["--max-new-tokens", "1000000", "--shutdown-grace", str(grace)]
     env = {**os.environ, "SCRATCHLM_PLUGINS": ""}  # built-in plugins only: no third-party warnings
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     lines: list[str] = []

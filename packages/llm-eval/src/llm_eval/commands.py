@@ -13,6 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from llm_core.cli_options import Device, MaxNewTokens, ModelArg, Quantize, deprecated
 from llm_core.errors import ConfigError
 from llm_model.commands import Dtype, Force, NoVerify
 
@@ -191,9 +192,7 @@ def judge_command(
 
 
 def serve_command(
-    checkpoint: Annotated[
-        Path, typer.Argument(help="Checkpoint directory (config.json + model.safetensors).")
-    ],
+    checkpoint: ModelArg,
     host: Annotated[str, typer.Option("--host", help="Address to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[
         int, typer.Option("--port", help="Port (11434, Ollama's, by default; 0: any free one).")
@@ -215,9 +214,10 @@ def serve_command(
     max_body_bytes: Annotated[
         int, typer.Option("--max-body-bytes", help="Largest request body; larger ones get 413.")
     ] = 1 << 20,
+    max_new_tokens: MaxNewTokens = 4096,
     max_tokens: Annotated[
-        int, typer.Option("--max-tokens", help="Most tokens one request may generate.")
-    ] = 4096,
+        Optional[int], typer.Option("--max-tokens", hidden=True, help="Deprecated: --max-new-tokens.")
+    ] = None,
     request_timeout: Annotated[
         float,
         typer.Option("--request-timeout", help="Seconds a client has to send its headers, and its body."),
@@ -229,11 +229,13 @@ def serve_command(
             help="Seconds the answers in progress may go on after Ctrl-C/SIGTERM before they are ended.",
         ),
     ] = 3.0,
-    no_verify: NoVerify = False,
+    device: Device = "cpu",
     dtype: Dtype = "auto",
+    quantize: Quantize = "none",
+    no_verify: NoVerify = False,
     force: Force = False,
 ) -> None:
-    """Serve a checkpoint with the Ollama (/api/*) and OpenAI (/v1/*) APIs, streaming included.
+    """Serve MODEL with the Ollama (/api/*) and OpenAI (/v1/*) APIs and a chat page at /.
 
     Prints "scratchlm serve: listening on URL" once it accepts connections. Ctrl-C or SIGTERM
     stop it: no new connections, the answers in progress end (with their final chunk) within
@@ -244,13 +246,24 @@ def serve_command(
     from llm_model.checkpoint import checksum_verification
     from llm_model.loading import load_options
 
+    if max_tokens is not None:
+        deprecated("--max-tokens", "--max-new-tokens")
+        max_new_tokens = max_tokens
     limits = ServerLimits(
         max_body_bytes=max_body_bytes,
-        max_tokens=max_tokens,
+        max_tokens=max_new_tokens,
         request_timeout=request_timeout,
         shutdown_grace=shutdown_grace,
     )
     with checksum_verification(not no_verify), load_options(dtype=dtype, force=force):
         serve(
-            checkpoint, host, port, tokenizer=tokenizer, name=name, allow_remote=allow_remote, limits=limits
+            checkpoint,
+            host,
+            port,
+            tokenizer=tokenizer,
+            name=name,
+            device=device,
+            quantize=quantize,
+            allow_remote=allow_remote,
+            limits=limits,
         )

@@ -204,12 +204,23 @@ def start_server(
 
 
 def load_runner(
-    checkpoint: str | os.PathLike[str], *, tokenizer: Any = None, name: str | None = None, device: str = "cpu"
+    checkpoint: str | os.PathLike[str],
+    *,
+    tokenizer: Any = None,
+    name: str | None = None,
+    device: str = "cpu",
+    quantize: str = "none",
 ) -> ModelRunner:
-    """A :class:`ModelRunner` for a checkpoint directory (served name: ``name`` or the directory's name)."""
+    """A :class:`ModelRunner` for a checkpoint directory (served name: ``name`` or the directory's name).
+
+    ``quantize`` (``none``, ``int8``, ``bf16``) is applied after loading
+    (:func:`llm_model.quantize.quantize_model`).
+    """
     from llm_eval.checkpoints import load_model_and_tokenizer
+    from llm_model.quantize import quantize_model
 
     model, tok = load_model_and_tokenizer(checkpoint, tokenizer, device=device)
+    model = quantize_model(model, quantize)
     served = name or Path(checkpoint).resolve().name.lower().replace(" ", "-") or "scratchlm"
     return ModelRunner(model, tok, served, checkpoint=str(checkpoint))
 
@@ -226,6 +237,7 @@ def serve(
     tokenizer: Any = None,
     name: str | None = None,
     device: str = "cpu",
+    quantize: str = "none",
     log_level: str = "info",
     allow_remote: bool = False,
     limits: ServerLimits | None = None,
@@ -234,12 +246,12 @@ def serve(
 
     Once it accepts connections it prints :data:`READY_LINE` with the real URL to
     stderr (``port=0`` lets the OS choose a free port). A non-loopback ``host``
-    needs ``allow_remote=True``.
+    needs ``allow_remote=True``. ``quantize``: see :func:`load_runner`.
     """
     _require_serve()
     check_host(host, allow_remote)
     _check_port(host, port)
-    runner = load_runner(checkpoint, tokenizer=tokenizer, name=name, device=device)
+    runner = load_runner(checkpoint, tokenizer=tokenizer, name=name, device=device, quantize=quantize)
     server = _graceful_server(_uvicorn_config(create_app(runner, limits), host, port, log_level))
     startup = server.startup
 

@@ -202,4 +202,6 @@ class ModelRunner:
         digest = hashlib.sha256(f"{self.name}:{self.checkpoint}:{params}".encode()).hexdigest()
         dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
         level = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}.get(dtype, dtype.upper())
+        if getattr(self.model, "quantization", "none") == "int8":
+            level = "INT8"  # int8 linear layers (their packed weights are not parameters)
         return {"parameters": params, "size": size, "digest": digest, "quantization_level": level}
