@@ -95,7 +95,7 @@ def main() -> None:
         print(f"  reference: {first['output']!r}")
         print(f"  model:     {first['model_response']!r}")
         print(f"responses: {sft.responses_file}")
-        print(f"try: scratchlm judge {sft.responses_file} --model llama3   (with `ollama serve` running)")
+        print(f"try: scratchlm judge {sft.responses_file} --judge-model llama3   (with `ollama serve` running)")
     if args.out is None:
         print("note: the run is in a temporary directory, removed on exit; pass --out DIR to keep it")
 

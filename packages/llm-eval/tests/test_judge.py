@@ -216,7 +216,7 @@ def test_no_judge_server_is_reported_before_any_response_is_generated(
     path = tmp_path / "records.json"
     path.write_text(json.dumps(UNANSWERED))
     host = f"http://127.0.0.1:{free_port}"
-    code = main(["judge", str(path), "--checkpoint", str(gpt2_checkpoint), "--host", host, "--timeout", "2"])
+    code = main(["judge", str(path), str(gpt2_checkpoint), "--host", host, "--timeout", "2"])
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and "Traceback" not in err
@@ -288,3 +288,26 @@ def test_a_scores_line_with_wrong_keys_is_a_data_error_naming_the_line(tmp_path,
     with pytest.raises(DataError) as info:
         read_scores(scores)
     assert str(info.value).startswith(f"{scores}:1: ") and message in str(info.value)
+
+
+def test_judge_cli_takes_model_positionally_prints_json_and_keeps_old_spellings(
+    fake_judge, gpt2_checkpoint, tmp_path, capsys
+) -> None:
+    """`judge RECORDS MODEL --judge-model NAME --json`; 0.2's --checkpoint/--model still work, with a warning."""
+    from llm_core.cli import main
+
+    fake_judge.script = by_record
+    fake_judge.models = ["my-judge:latest"]
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps(UNANSWERED))
+    common = ["--host", fake_judge.url, "--max-tries", "1", "--no-progress"]
+    code = main(["judge", str(path), str(gpt2_checkpoint), "--judge-model", "my-judge", *common, "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    assert report["scored"] == 2 and report["scores"] == [90, 45]
+    (tmp_path / "records.judge.jsonl").unlink()
+    code = main(["judge", str(path), "--checkpoint", str(gpt2_checkpoint), "--model", "my-judge", *common])
+    captured = capsys.readouterr()
+    assert code == 0 and "scored 2/2" in captured.out
+    assert "--checkpoint is deprecated" in captured.err and "--model is deprecated" in captured.err

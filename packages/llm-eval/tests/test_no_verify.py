@@ -46,7 +46,7 @@ def test_serve_and_judge_refuse_a_damaged_checkpoint_in_one_line(
     else:
         records = tmp_path / "r.json"
         records.write_text('[{"instruction": "Say hi", "input": "", "output": "hi"}]')
-        argv = ["judge", str(records), "--checkpoint", str(damaged), "--host", fake_judge.url]
+        argv = ["judge", str(records), str(damaged), "--host", fake_judge.url]
     assert main(argv) == 2
     assert "model.safetensors: checksum mismatch" in _one_error(capsys.readouterr().err)
     if command == "judge":

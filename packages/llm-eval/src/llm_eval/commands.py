@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from llm_core.cli_options import Device, MaxNewTokens, ModelArg, Quantize, deprecated
+from llm_core.cli_options import AsJson, Device, MaxNewTokens, ModelArg, Quantize, deprecated, echo_json
 from llm_core.errors import ConfigError
 from llm_model.commands import Dtype, Force, NoVerify
 
@@ -116,15 +116,28 @@ def judge_command(
     records: Annotated[
         Path, typer.Argument(help="JSON list (or JSONL) of {instruction, input, output, model_response}.")
     ],
+    checkpoint: Annotated[
+        Optional[Path],
+        typer.Argument(
+            metavar="[MODEL]",
+            help="Generate the records' missing model_response with this checkpoint directory.",
+            show_default=False,
+        ),
+    ] = None,
     backend: Annotated[
         str, typer.Option("--backend", help="ollama or openai (any compatible server).")
     ] = "ollama",
     host: Annotated[
         Optional[str], typer.Option("--host", help="Judge server URL (default http://localhost:11434).")
     ] = None,
-    model: Annotated[str, typer.Option("--model", help="The judge model's name on the server.")] = "llama3",
-    checkpoint: Annotated[
-        Optional[Path], typer.Option("--checkpoint", help="Generate missing responses with this checkpoint.")
+    judge_model: Annotated[
+        str, typer.Option("--judge-model", help="The judge model's name on the server.")
+    ] = "llama3",
+    old_model: Annotated[
+        Optional[str], typer.Option("--model", hidden=True, help="Deprecated: --judge-model.")
+    ] = None,
+    old_checkpoint: Annotated[
+        Optional[Path], typer.Option("--checkpoint", hidden=True, help="Deprecated: the positional MODEL.")
     ] = None,
     scores: Annotated[
         Optional[Path],
@@ -145,6 +158,7 @@ def judge_command(
         bool,
         typer.Option("--overwrite", help="Replace --out/--review/--scores files judge did not write."),
     ] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Score model responses 0-100 with a judge model on an Ollama or OpenAI-compatible server.
 
@@ -158,6 +172,14 @@ def judge_command(
     from llm_eval.review import REVIEW_SIGNATURE
     from llm_model.checkpoint import checksum_verification
 
+    if old_model is not None:
+        deprecated("--model", "--judge-model")
+        judge_model = old_model
+    if old_checkpoint is not None:
+        if checkpoint is not None:
+            raise ConfigError("give the model once: as MODEL (--checkpoint is its old spelling)")
+        deprecated("--checkpoint", "the positional MODEL")
+        checkpoint = old_checkpoint
     default_scores = records.with_suffix(".judge.jsonl")  # what the judge evaluator uses
     for option, path, signature in (
         ("--out", out, '"evaluator": "judge"'),
@@ -173,7 +195,7 @@ def judge_command(
             scores=scores,
             backend=backend,
             host=host,
-            model=model,
+            model=judge_model,
             checkpoint=checkpoint,
             max_tries=max_tries,
             concurrency=concurrency,
@@ -183,6 +205,9 @@ def judge_command(
         )
     if out is not None:
         write_report(out, report)
+    if as_json:
+        echo_json(report)
+        return
     mean = report["mean_score"]
     typer.echo(
         f"scored {report['scored']}/{report['records']} "

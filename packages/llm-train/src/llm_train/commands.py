@@ -218,11 +218,15 @@ def plot_command(
     out: Annotated[
         Optional[Path], typer.Option("--out", help="PNG path [default: RUN_DIR/loss.png].")
     ] = None,
+    as_json: AsJson = False,
 ) -> None:
     """Draw training and validation loss against epochs and tokens seen (the book's figure)."""
     from llm_train.plots import plot_runs
 
     path = plot_runs(run_dirs, out or run_dirs[0] / "loss.png")
+    if as_json:
+        echo_json({"runs": [str(run) for run in run_dirs], "plot": str(path)})
+        return
     typer.echo(str(path))
 
 
