@@ -9,6 +9,7 @@ __version__ = distribution_version("llm-train")
 #: Public name -> submodule defining it; imported on first use (no torch for `scratchlm --help`).
 _EXPORTS = {
     "BatchLoader": "tasks",
+    "Callback": "callbacks",
     "CompareResult": "compare",
     "DatasetLoader": "tasks",
     "DistributedContext": "distributed",
