@@ -18,6 +18,7 @@ import torch
 
 from llm_eval.harness import CheckpointScorer
 from llm_eval.server import ModelRunner, RunningServer, create_app, load_runner, start_server
+from llm_eval.serving import GenerationOptions, SerialEngine, ServerBusy
 
 NAME = "tiny-gpt"
 
@@ -209,3 +210,25 @@ def test_lm_eval_local_completions_matches_the_in_process_adapter(served) -> Non
     assert len(got) == len(want)
     for (score, greedy), (expected, expected_greedy) in zip(got, want, strict=True):
         assert score == pytest.approx(expected, abs=1e-4) and greedy == expected_greedy
+
+
+class BusyEngine(SerialEngine):
+    """An engine whose queue is always full."""
+
+    def stream(self, ids: list[int], options: GenerationOptions) -> Any:
+        raise ServerBusy("the server is busy: 3 requests already wait; retry in 2 s", retry_after=2)
+
+
+def test_a_busy_engine_is_a_503_with_retry_after(served) -> None:
+    _, runner = served
+    with start_server(create_app(runner, engine=BusyEngine(runner)), "127.0.0.1", 0) as server:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        with pytest.raises(openai.InternalServerError) as info:
+            client.chat.completions.create(
+                model=NAME, messages=[{"role": "user", "content": "Hi"}], stream=True
+            )
+        assert info.value.status_code == 503 and info.value.response.headers["retry-after"] == "2"
+        body = {"model": NAME, "prompt": "Hi"}
+        answer = httpx.post(f"{server.url}/api/generate", json=body, timeout=10)
+        assert answer.status_code == 503 and answer.json()["error"].startswith("the server is busy")
+        assert answer.headers["retry-after"] == "2"

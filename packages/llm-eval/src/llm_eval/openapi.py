@@ -162,6 +162,7 @@ def error_responses(openai: bool) -> dict[int | str, Any]:
         408: "The request body arrived too slowly",
         413: "The request body is larger than the server's limit",
         422: "A field of the wrong type or out of range",
+        503: "The server is busy (its queue is full): retry after the Retry-After header's seconds",
     }
     return {status: {"description": text, "content": _json(schema)} for status, text in reasons.items()}
 

@@ -13,7 +13,7 @@ FastAPI is imported only when an app is built (``pip install 'llm-eval[serve]'``
 
 from llm_eval.serving.app import create_app
 from llm_eval.serving.engine import Engine, GenerationOptions, Piece, PieceDecoder, SerialEngine
-from llm_eval.serving.errors import RequestError
+from llm_eval.serving.errors import RequestError, ServerBusy
 from llm_eval.serving.runner import ModelRunner, TokenScore, chat_prompt
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "PieceDecoder",
     "RequestError",
     "SerialEngine",
+    "ServerBusy",
     "TokenScore",
     "chat_prompt",
     "create_app",

@@ -75,7 +75,11 @@ class Engine(Protocol):
     """What the routes need of a generation engine (see the module docstring)."""
 
     def stream(self, ids: list[int], options: GenerationOptions) -> AsyncIterator[Event]:
-        """Generate after the prompt ``ids``: ``("text", Piece)`` events, then ``done`` or ``error``."""
+        """Generate after the prompt ``ids``: ``("text", Piece)`` events, then ``done`` or ``error``.
+
+        Called on the event loop before the answer starts: an engine that cannot
+        take the request raises :class:`~llm_eval.serving.errors.ServerBusy` here (503).
+        """
         ...
 
     async def call(self, function: Callable[[], T]) -> T:

@@ -39,7 +39,7 @@ def ollama_error(exc: RequestError) -> Any:
     """Ollama's error answer: ``{"error": message}`` with the error's status."""
     from fastapi.responses import JSONResponse
 
-    return JSONResponse({"error": exc.message}, status_code=exc.status)
+    return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
 
 
 def ollama_router(runner: ModelRunner, engine: Engine, limits: ServerLimits) -> Any:
@@ -195,6 +195,7 @@ def ollama_router(runner: ModelRunner, engine: Engine, limits: ServerLimits) -> 
                     prompt = f"{body['system']}\n\n{prompt}"
                 options = ollama_options(body, most)
                 ids = runner.encode(prompt)
+            events = engine.stream(ids, options)  # a busy engine refuses here: 503
         except RequestError as exc:
             return ollama_error(exc)
         model_name = body["model"]
@@ -223,7 +224,7 @@ def ollama_router(runner: ModelRunner, engine: Engine, limits: ServerLimits) -> 
         if stream:
 
             async def lines() -> AsyncIterator[bytes]:
-                async for kind, value in engine.stream(ids, options):
+                async for kind, value in events:
                     if kind == "text":
                         yield (json.dumps(chunk(value.text, False)) + "\n").encode()
                     elif kind == "done":
@@ -233,7 +234,7 @@ def ollama_router(runner: ModelRunner, engine: Engine, limits: ServerLimits) -> 
 
             return StreamingResponse(lines(), media_type="application/x-ndjson")
         text = ""
-        async for kind, value in engine.stream(ids, options):
+        async for kind, value in events:
             if kind == "text":
                 text += value.text
             elif kind == "done":

@@ -43,7 +43,7 @@ __all__ = ["MAX_LOGPROBS", "openai_error", "openai_router", "tokenizer_router"]
 
 #: Most alternatives per token ``logprobs`` may ask for.
 MAX_LOGPROBS = 20
-_KINDS = {404: "not_found_error", 405: "invalid_request_error", 500: "server_error"}
+_KINDS = {404: "not_found_error", 405: "invalid_request_error", 500: "server_error", 503: "server_error"}
 
 
 def openai_error(exc: RequestError) -> Any:
@@ -53,7 +53,7 @@ def openai_error(exc: RequestError) -> Any:
     kind = exc.kind or _KINDS.get(exc.status, "invalid_request_error")
     code = "model_not_found" if exc.status == 404 and exc.param == "model" else None
     payload = {"message": exc.message, "type": kind, "param": exc.param, "code": code}
-    return JSONResponse({"error": payload}, status_code=exc.status)
+    return JSONResponse({"error": payload}, status_code=exc.status, headers=exc.headers)
 
 
 def _prompts(runner: ModelRunner, body: dict[str, Any]) -> list[list[int]]:
@@ -222,6 +222,7 @@ def openai_router(runner: ModelRunner, engine: Engine, limits: ServerLimits) -> 
                     422, f"stream_options: expected an object, got {stream_options!r}", param="stream_options"
                 )
             usage_in_stream = bool(stream_options.get("include_usage"))
+            first_events = engine.stream(prompts[0], options)  # a busy engine refuses here: 503
         except RequestError as exc:
             return openai_error(exc)
         ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
@@ -273,7 +274,7 @@ def openai_router(runner: ModelRunner, engine: Engine, limits: ServerLimits) -> 
                     if top is not None:
                         item["logprobs"] = logprobs.add(await scored(sequence, 0), top)
                     yield event(envelope([item], True))
-                async for kind, value in engine.stream(ids, options):
+                async for kind, value in first_events:
                     if kind == "text":
                         item = choice(0, value.text, None)
                         if top is not None:
@@ -296,7 +297,11 @@ def openai_router(runner: ModelRunner, engine: Engine, limits: ServerLimits) -> 
         choices, all_stats = [], []
         for index, ids in enumerate(prompts):
             text, new = "", []
-            async for kind, value in engine.stream(ids, options):
+            try:
+                events = first_events if index == 0 else engine.stream(ids, options)
+            except RequestError as exc:
+                return openai_error(exc)
+            async for kind, value in events:
                 if kind == "text":
                     text += value.text
                     new.extend(value.token_ids)
