@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import torch
 
 from llm_core.errors import ConfigError
-from llm_eval.batching import BatchDecoder, ContinuousBatcher, QueueFull, RequestStream
+from llm_eval.batching import BatchDecoder, ContinuousBatcher, QueueFull
+from llm_eval.serving import GenerationOptions as Options
 from llm_model import build_model, generate
 
 
@@ -31,16 +32,6 @@ class CharTokenizer:
 
     def decode(self, ids: list[int]) -> str:
         return "".join(chr(97 + i % 26) for i in ids)
-
-
-@dataclass
-class Options:
-    max_tokens: int = 8
-    temperature: float = 0.0
-    top_k: int | None = None
-    top_p: float | None = None
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
 
 
 def alone(model: Any, ids: list[int], n: int, **kwargs: Any) -> list[int]:
@@ -101,13 +92,15 @@ def test_decoder_refuses_bad_use() -> None:
 # -- the engine ------------------------------------------------------------------------------------
 
 
-async def collect(stream: RequestStream) -> tuple[str, dict[str, Any]]:
-    text = ""
-    async for kind, value in stream:
+async def collect(events: AsyncIterator[Any]) -> tuple[str, list[int], dict[str, Any]]:
+    """The text and the new token ids of the pieces, and the final stats."""
+    text, ids = "", []
+    async for kind, value in events:
         if kind == "text":
-            text += value
+            text += value.text
+            ids += value.token_ids
         elif kind == "done":
-            return text, value
+            return text, ids, value
         else:
             raise AssertionError(value)
     raise AssertionError("no final event")
@@ -117,29 +110,36 @@ def engine(model: Any, **kwargs: Any) -> ContinuousBatcher:
     return ContinuousBatcher(model, CharTokenizer(), eos_ids=[96], **kwargs)
 
 
+def wait_until(condition: Any, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds  # a no-hang guard, not a timing assertion
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 def test_engine_requests_keep_their_own_options() -> None:
     model = tiny("llama")
     requests = [
-        ([1, 2, 3], Options(max_tokens=10)),
-        ([4] * 11, Options(max_tokens=5)),
+        ([1, 2, 3], Options(max_tokens=10, temperature=0)),
+        ([4] * 11, Options(max_tokens=5, temperature=0)),
         ([5, 6], Options(max_tokens=9, temperature=0.9, top_k=20, top_p=0.9, seed=3)),
         ([7, 8, 9, 10], Options(max_tokens=0)),
         ([11], Options(max_tokens=12, temperature=1.3, seed=7)),
     ]
 
-    async def main() -> list[tuple[str, dict[str, Any]]]:
+    async def main() -> list[tuple[str, list[int], dict[str, Any]]]:
         batcher = engine(model, max_batch_size=3).start()
         try:
             streams = []
             for ids, options in requests:
-                streams.append(batcher.submit(ids, options))
+                streams.append(batcher.stream(ids, options))
                 await asyncio.sleep(0)  # later ones join a running batch
             return list(await asyncio.gather(*(collect(s) for s in streams)))
         finally:
             batcher.close()
 
     results = asyncio.run(main())
-    for (ids, options), (text, stats) in zip(requests, results, strict=True):
+    for (ids, options), (text, new, stats) in zip(requests, results, strict=True):
         want = alone(
             model,
             ids,
@@ -150,12 +150,10 @@ def test_engine_requests_keep_their_own_options() -> None:
             seed=options.seed,
             eos_id=96,
         )
-        if want and want[-1] == 96:
-            want, reason = want[:-1], "stop"
-        else:
-            reason = "length"
-        assert stats["token_ids"] == want and stats["done_reason"] == reason
-        assert text == CharTokenizer().decode(want) and stats["completion_tokens"] == len(want)
+        reason = "stop" if want and want[-1] == 96 else "length"
+        want = want[:-1] if reason == "stop" else want
+        assert new == want and stats["done_reason"] == reason and stats["completion_tokens"] == len(want)
+        assert text == CharTokenizer().decode(want) and stats["prompt_tokens"] == len(ids)
 
 
 def test_engine_stop_strings_end_one_sequence() -> None:
@@ -164,18 +162,37 @@ def test_engine_stop_strings_end_one_sequence() -> None:
     full = CharTokenizer().decode(alone(model, ids, 12))
     stop = full[4:6]
 
-    async def main() -> list[tuple[str, dict[str, Any]]]:
+    async def main() -> list[tuple[str, list[int], dict[str, Any]]]:
         batcher = engine(model).start()
         try:
-            a = batcher.submit(ids, Options(max_tokens=12, stop=[stop]))
-            b = batcher.submit(ids, Options(max_tokens=12))
+            a = batcher.stream(ids, Options(max_tokens=12, temperature=0, stop=[stop]))
+            b = batcher.stream(ids, Options(max_tokens=12, temperature=0))
             return list(await asyncio.gather(collect(a), collect(b)))
         finally:
             batcher.close()
 
-    (cut, stats), (whole, _) = asyncio.run(main())
+    (cut, _, stats), (whole, _, _) = asyncio.run(main())
     assert cut == full[: full.find(stop)] and stats["done_reason"] == "stop"
     assert whole == full
+
+
+def test_engine_call_runs_between_steps() -> None:
+    model = tiny("gpt2")
+
+    async def main() -> tuple[Any, list[int]]:
+        batcher = engine(model).start()
+        try:
+            events = batcher.stream([1, 2], Options(max_tokens=6, temperature=0))
+            scored = await batcher.call(lambda: int(model(torch.tensor([[1, 2]]))[0, -1].argmax()))
+            with pytest.raises(ZeroDivisionError):
+                await batcher.call(lambda: 1 // 0)
+            _, new, _ = await collect(events)
+            return scored, new
+        finally:
+            batcher.close()
+
+    first, new = asyncio.run(main())
+    assert first == new[0]
 
 
 def test_engine_queue_is_bounded() -> None:
@@ -183,43 +200,34 @@ def test_engine_queue_is_bounded() -> None:
 
     async def main() -> QueueFull:
         batcher = engine(model, max_batch_size=1, max_queue=1)  # not started: nothing is admitted
-        batcher.submit([1], Options())  # takes the one row's place
-        batcher.submit([1], Options())  # waits
+        batcher.stream([1], Options())  # will take the one row
+        batcher.stream([1], Options())  # waits
         with pytest.raises(QueueFull) as refused:
-            batcher.submit([1], Options())
+            batcher.stream([1], Options())
         return refused.value
 
     refused = asyncio.run(main())
     assert refused.retry_after >= 1 and "--max-queue" in str(refused)
 
 
-def wait_until(condition: Any, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds  # a no-hang guard, not a timing assertion
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def test_a_client_that_stops_reading_is_timed_out_and_freed() -> None:
     model = tiny("gpt2")
 
-    async def main() -> tuple[str, dict[str, Any]]:
+    async def main() -> dict[str, Any]:
         batcher = engine(model, max_batch_size=2, stall_timeout=0.2).start()
         try:
-            stalled = batcher.submit([1, 2], Options(max_tokens=10_000))  # never read while it runs
-
-            def ended() -> bool:  # admitted, then ended by the engine
-                return stalled.sent > 0 and stalled not in batcher.active
-
-            await asyncio.to_thread(wait_until, ended)
-            assert stalled not in batcher.decoder
-            _, stats = await collect(batcher.submit([3], Options(max_tokens=4)))  # the engine goes on
+            stalled = batcher.stream(
+                [1, 2], Options(max_tokens=10_000, temperature=0)
+            )  # not read while it runs
+            await asyncio.to_thread(wait_until, lambda: len(batcher.durations) == 1)  # it ended
+            assert not batcher.active and len(batcher.decoder) == 0
+            _, _, stats = await collect(batcher.stream([3], Options(max_tokens=4, temperature=0)))  # the engine goes on
             assert stats["completion_tokens"] == 4
-            return await collect(stalled)
+            return (await collect(stalled))[2]
         finally:
             batcher.close()
 
-    _, stats = asyncio.run(main())
+    stats = asyncio.run(main())
     assert stats["done_reason"] == "timeout" and 0 < stats["completion_tokens"] < 10_000
 
 
@@ -229,12 +237,13 @@ def test_a_client_that_leaves_frees_its_row() -> None:
     async def main() -> None:
         batcher = engine(model, max_batch_size=1).start()
         try:
-            stream = batcher.submit([1, 2], Options(max_tokens=10_000))
-            async for kind, _ in stream:
+            events = batcher.stream([1, 2], Options(max_tokens=10_000, temperature=0))
+            async for kind, _ in events:
                 assert kind == "text"
                 break  # the client leaves after its first piece
+            await events.aclose()  # what the server does when the connection drops
             await asyncio.to_thread(wait_until, lambda: len(batcher.decoder) == 0)
-            _, stats = await collect(batcher.submit([3], Options(max_tokens=2)))
+            _, _, stats = await collect(batcher.stream([3], Options(max_tokens=2, temperature=0)))
             assert stats["done_reason"] == "length"
         finally:
             batcher.close()
@@ -245,15 +254,18 @@ def test_a_client_that_leaves_frees_its_row() -> None:
 def test_close_ends_running_and_waiting_requests() -> None:
     model = tiny("gpt2")
 
-    async def main() -> list[tuple[str, dict[str, Any]]]:
+    async def main() -> list[tuple[str, list[int], dict[str, Any]]]:
         batcher = engine(model, max_batch_size=1).start()
-        running = batcher.submit([1], Options(max_tokens=10_000))
-        waiting = batcher.submit([2], Options(max_tokens=10_000))
-        await asyncio.to_thread(wait_until, lambda: running in batcher.active)
-        await asyncio.to_thread(batcher.close)
-        after = batcher.submit([3], Options())
-        return list(await asyncio.gather(collect(running), collect(waiting), collect(after)))
+        running = batcher.stream([1], Options(max_tokens=10_000, temperature=0))
+        waiting = batcher.stream([2], Options(max_tokens=10_000, temperature=0))
+        await asyncio.to_thread(wait_until, lambda: len(batcher.active) == 1)
+        batcher.close()
+        after = batcher.stream([3], Options())
+        results = list(await asyncio.gather(collect(running), collect(waiting), collect(after)))
+        await asyncio.to_thread(batcher.join)
+        assert not batcher.thread.is_alive()
+        return results
 
     results = asyncio.run(main())
-    assert [stats["done_reason"] for _, stats in results] == ["shutdown"] * 3
-    assert results[1][1]["completion_tokens"] == 0
+    assert [stats["done_reason"] for _, _, stats in results] == ["shutdown"] * 3
+    assert results[1][2]["completion_tokens"] == 0 and results[0][2]["completion_tokens"] > 0

@@ -16,17 +16,19 @@ Two layers:
   rows are packed to the right again; a row whose own length reaches the
   context slides its window as :func:`llm_model.generate` does (the last
   ``context_length`` tokens re-run every step, outside the batch).
-* :class:`ContinuousBatcher` runs a :class:`BatchDecoder` on one background
-  thread for an asyncio server: :meth:`~ContinuousBatcher.submit` queues a
-  request (or raises :class:`QueueFull` when ``max_queue`` requests already
-  wait), the thread admits waiting requests whenever a row is free — at the
-  next step, without waiting for the others to finish — and every request gets
-  its own async stream of events: ``("text", piece)`` ... then
-  ``("done", stats)`` or ``("error", message)``. Each request keeps its own
-  sampling options (temperature, top-k, top-p, seed), stop strings and token
-  budget. A client that stops reading for ``stall_timeout`` seconds has its
-  sequence freed (``done_reason="timeout"``); one that leaves (the stream is
-  closed) frees it at the next step.
+* :class:`ContinuousBatcher` is a serving engine (the seam
+  :class:`llm_eval.serving.Engine`: ``stream``, ``call``, ``close``) that runs
+  a :class:`BatchDecoder` on one background thread. ``stream(ids, options)``
+  queues a request at once — or raises :class:`QueueFull` when ``max_queue``
+  requests already wait, which the server answers with 503 and ``Retry-After``
+  — and the thread admits waiting requests whenever a row is free, at the next
+  step, without waiting for the others to finish. Every request gets its own
+  async queue of events (``("text", Piece)`` ..., then ``("done", stats)`` or
+  ``("error", message)``) and keeps its own sampling options (temperature,
+  top-k, top-p, seed), stop strings and token budget. A client that stops
+  reading for ``stall_timeout`` seconds has its sequence freed
+  (``done_reason="timeout"``); one that leaves (the iterator is closed) frees
+  it at the next step.
 
 Greedy decoding gives the token ids :func:`llm_model.generate` gives for each
 request alone (tested for GPT-2 and Llama-style models, requests joining at
@@ -41,66 +43,28 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, TypeVar
 
 import torch
 
 from llm_attention import LayerKVCache
 from llm_core.errors import ConfigError
+from llm_eval.serving.engine import GREEDY_BELOW, Event, GenerationOptions, PieceDecoder
 
 # The one sampling rule of the family (greedy, temperature, top-k, top-p): shared, not copied.
 from llm_model.generation import _next_token
 
-__all__ = [
-    "BatchDecoder",
-    "ContinuousBatcher",
-    "QueueFull",
-    "RequestOptions",
-    "RequestStream",
-    "held_back",
-]
+__all__ = ["BatchDecoder", "ContinuousBatcher", "QueueFull"]
 
-#: Sampling temperatures below this decode greedily: dividing logits by them overflows to inf.
-GREEDY_BELOW = 1e-6
 #: The first length capacity of the batch cache (doubled as needed, up to the context).
 FIRST_CAPACITY = 64
 #: Pack the batch cache once its shared length passes twice the longest row plus this many columns.
 PACK_SLACK = 32
 
 
-class RequestOptions(Protocol):
-    """What a request says about its generation (``llm_eval.server.GenerationOptions`` has these)."""
-
-    max_tokens: int
-    temperature: float
-    top_k: int | None
-    top_p: float | None
-    seed: int | None
-    stop: list[str]
-
-
-class QueueFull(Exception):
-    """Every row is busy and ``max_queue`` requests already wait; retry after ``retry_after`` seconds."""
-
-    def __init__(self, waiting: int, retry_after: int) -> None:
-        super().__init__(
-            f"the server is busy: {waiting} requests already wait for a free slot; "
-            f"retry in {retry_after} s (this server's limit: `scratchlm serve --max-queue`)"
-        )
-        self.retry_after = retry_after
-
-
-def held_back(text: str, stops: Sequence[str]) -> int:
-    """How many characters at the end of ``text`` could be the start of a stop string."""
-    longest = 0
-    for stop in stops:
-        for n in range(min(len(stop) - 1, len(text)), longest, -1):
-            if text.endswith(stop[:n]):
-                longest = n
-                break
-    return longest
+T = TypeVar("T")
 
 
 class _BatchView:
@@ -304,30 +268,36 @@ class BatchDecoder:
 # -- the serving engine ------------------------------------------------------------------------------
 
 
-class RequestStream:
-    """One request's events: ``("text", piece)`` ... then ``("done", stats)`` or ``("error", message)``.
+class QueueFull(Exception):
+    """Every row is busy and ``max_queue`` requests already wait; retry after ``retry_after`` seconds."""
 
-    Iterate it with ``async for``; closing the iteration early (the client left)
-    frees the request's sequence at the next step.
-    """
+    def __init__(self, waiting: int, retry_after: int) -> None:
+        super().__init__(
+            f"the server is busy: {waiting} requests already wait for a free slot; "
+            f"retry in {retry_after} s (this server's limit: `scratchlm serve --max-queue`)"
+        )
+        self.retry_after = retry_after
 
-    def __init__(self, ids: list[int], options: RequestOptions, loop: asyncio.AbstractEventLoop) -> None:
+
+class _Request:
+    """One request between the event loop and the decoding thread."""
+
+    def __init__(self, ids: list[int], options: GenerationOptions, loop: asyncio.AbstractEventLoop) -> None:
         self.ids = ids
         self.options = options
         self.loop = loop
-        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
         self.cancelled = threading.Event()
-        self.sent = 0  # events put (engine thread)
+        self.sent = 0  # events put (decoding thread)
         self.read = 0  # events taken (event loop)
         self.sent_at: deque[float] = deque()  # when each event not yet known to be read was put
-        self.submitted = time.monotonic()
 
-    def put(self, item: tuple[str, Any]) -> None:
-        """Hand an event to the request's event loop (called on the engine thread)."""
+    def put(self, event: Event) -> None:
+        """Hand an event to the request's event loop (called on the decoding thread)."""
         self.sent += 1
         self.sent_at.append(time.monotonic())
         try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
         except RuntimeError:  # the event loop is gone (server shut down)
             self.cancelled.set()
 
@@ -338,42 +308,33 @@ class RequestStream:
             self.sent_at.popleft()
         return now - self.sent_at[0] if self.sent_at else 0.0
 
-    def cancel(self) -> None:
-        """Stop the generation (the client left)."""
-        self.cancelled.set()
-
-    async def __aiter__(self) -> AsyncIterator[tuple[str, Any]]:
-        try:
-            while True:
-                kind, value = await self.queue.get()
-                self.read += 1
-                yield kind, value
-                if kind in ("done", "error"):
-                    return
-        finally:
-            self.cancel()
+    def stats(self, reason: str, completion_tokens: int = 0, duration_ns: int = 0) -> dict[str, Any]:
+        return {
+            "prompt_tokens": len(self.ids),
+            "completion_tokens": completion_tokens,
+            "done_reason": reason,
+            "duration_ns": duration_ns,
+        }
 
 
 @dataclass
 class _Active:
-    """A request in the batch: its sampler, its text so far, its stats."""
+    """A request in the batch: its sampler, its text so far, when it started."""
 
-    stream: RequestStream
+    decoder: PieceDecoder
     generator: torch.Generator | None
     started: int = field(default_factory=time.perf_counter_ns)
-    new: list[int] = field(default_factory=list)
-    text: str = ""
-    emitted: str = ""
     next_token: int = 0
 
 
 class ContinuousBatcher:
-    """Decode every request on one background thread, in one running batch.
+    """A serving :class:`~llm_eval.serving.Engine` that decodes every request in one running batch.
 
     ``eos_ids``: end-of-sequence ids (a request stops at any). ``max_batch_size``
-    sequences decode together; ``max_queue`` more may wait for a row, beyond
-    that :meth:`submit` raises :class:`QueueFull`. A request whose client has
-    not read an event for ``stall_timeout`` seconds ends with ``done_reason="timeout"``.
+    sequences decode together; ``max_queue`` more may wait for a row, beyond that
+    :meth:`stream` raises :class:`QueueFull` (the server answers 503 with
+    ``Retry-After``). A request whose client has not read an event for
+    ``stall_timeout`` seconds ends with ``done_reason="timeout"`` and frees its row.
     Call :meth:`start` once, :meth:`close` at shutdown.
     """
 
@@ -398,8 +359,9 @@ class ContinuousBatcher:
         self.eos_ids = tuple(int(i) for i in eos_ids)
         self.max_queue = max_queue
         self.stall_timeout = float(stall_timeout)
-        self.waiting: deque[RequestStream] = deque()
-        self.active: dict[RequestStream, _Active] = {}
+        self.waiting: deque[_Request] = deque()
+        self.active: dict[_Request, _Active] = {}
+        self.calls: deque[tuple[Callable[[], Any], asyncio.Future[Any]]] = deque()
         self.wake = threading.Condition()
         self.closing = threading.Event()
         self.durations: deque[float] = deque(maxlen=32)  # seconds of the last requests, for Retry-After
@@ -407,6 +369,7 @@ class ContinuousBatcher:
 
     @property
     def max_batch_size(self) -> int:
+        """How many sequences decode together."""
         return self.decoder.max_batch_size
 
     def start(self) -> ContinuousBatcher:
@@ -415,11 +378,14 @@ class ContinuousBatcher:
             self.thread.start()
         return self
 
-    def close(self, timeout: float = 10.0) -> None:
-        """End every request in progress or waiting with ``done_reason="shutdown"``; stop the thread."""
+    def close(self) -> None:
+        """End every request in progress or waiting with ``done_reason="shutdown"``; the thread stops."""
         self.closing.set()
         with self.wake:
             self.wake.notify()
+
+    def join(self, timeout: float = 10.0) -> None:
+        """Wait for the decoding thread to stop (after :meth:`close`)."""
         if self.thread.is_alive() and threading.current_thread() is not self.thread:
             self.thread.join(timeout)
 
@@ -428,22 +394,43 @@ class ContinuousBatcher:
         typical = sorted(self.durations)[len(self.durations) // 2] if self.durations else 1.0
         return max(1, math.ceil(typical))
 
-    def submit(self, ids: Sequence[int], options: RequestOptions) -> RequestStream:
-        """Queue a request from a coroutine of the serving event loop; its stream of events.
+    def stream(self, ids: list[int], options: GenerationOptions) -> AsyncIterator[Event]:
+        """Queue a request now (from the serving event loop) and return its events.
 
-        Raises :class:`QueueFull` when ``max_queue`` requests already wait for a row.
+        ``("text", Piece)`` events, then ``("done", stats)`` or ``("error", message)``.
+        Raises :class:`QueueFull` at once when ``max_queue`` requests already wait
+        for a row. Closing the iterator early frees the request's row.
         """
-        stream = RequestStream([int(i) for i in ids], options, asyncio.get_running_loop())
+        request = _Request([int(i) for i in ids], options, asyncio.get_running_loop())
         with self.wake:
             if self.closing.is_set():  # the decoding thread has stopped or is stopping
-                stream.put(("done", _no_tokens(stream, "shutdown")))
-                return stream
-            free_rows = max(0, self.max_batch_size - len(self.active))
-            if len(self.waiting) >= free_rows + self.max_queue:
-                raise QueueFull(len(self.waiting) - free_rows, self.retry_after())
-            self.waiting.append(stream)
+                request.put(("done", request.stats("shutdown")))
+            else:
+                free_rows = max(0, self.max_batch_size - len(self.active))
+                if len(self.waiting) >= free_rows + self.max_queue:
+                    raise QueueFull(len(self.waiting) - free_rows, self.retry_after())
+                self.waiting.append(request)
+                self.wake.notify()
+        return self._events(request)
+
+    async def _events(self, request: _Request) -> AsyncIterator[Event]:
+        try:
+            while True:
+                kind, value = await request.queue.get()
+                request.read += 1
+                yield kind, value
+                if kind in ("done", "error"):
+                    return
+        finally:
+            request.cancelled.set()
+
+    async def call(self, function: Callable[[], T]) -> T:
+        """Run ``function`` on the decoding thread, between two steps."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        with self.wake:
+            self.calls.append((function, future))
             self.wake.notify()
-        return stream
+        return await future
 
     # -- the decoding thread ----------------------------------------------------------------------
 
@@ -451,8 +438,9 @@ class ContinuousBatcher:
         with torch.no_grad():
             while True:
                 with self.wake:
-                    while not self.active and not self.waiting and not self.closing.is_set():
+                    while not (self.active or self.waiting or self.calls or self.closing.is_set()):
                         self.wake.wait()
+                self._run_calls()
                 self._drop_finished()
                 if self.closing.is_set():
                     self._shut_down()
@@ -461,119 +449,109 @@ class ContinuousBatcher:
                 if self.active:
                     self._step()
 
+    def _run_calls(self) -> None:
+        while self.calls:
+            function, future = self.calls.popleft()
+            try:
+                result, error = function(), None
+            except Exception as exc:  # raised in the caller's coroutine
+                result, error = None, exc
+            future.get_loop().call_soon_threadsafe(_settle, future, result, error)
+
     def _admit(self) -> None:
         """Prefill waiting requests while rows are free; each gets its first token at once."""
         while not self.decoder.full:
             with self.wake:
                 if not self.waiting:
                     return
-                stream = self.waiting.popleft()
-            if stream.cancelled.is_set():
+                request = self.waiting.popleft()
+            if request.cancelled.is_set():
                 continue
-            options = stream.options
-            seed = options.seed
+            seed = request.options.seed
             device = self.decoder.model.tok_emb.weight.device
-            active = _Active(
-                stream, None if seed is None else torch.Generator(device=device).manual_seed(seed)
+            self.active[request] = _Active(
+                PieceDecoder(self.tokenizer, self.eos_ids, request.options.stop),
+                None if seed is None else torch.Generator(device=device).manual_seed(seed),
             )
-            self.active[stream] = active
-            if options.max_tokens == 0:
-                self._finish(stream, "length")
+            if request.options.max_tokens == 0:
+                self._finish(request, "length")
                 continue
             try:
-                logits = self.decoder.add(stream, stream.ids)
+                logits = self.decoder.add(request, request.ids)
             except Exception as exc:  # reported to its client, never kills the engine
-                self._fail(stream, exc)
+                self._fail(request, exc)
                 continue
-            self._take(stream, logits)
+            self._take(request, logits)
 
     def _step(self) -> None:
         try:
-            logits = self.decoder.step({s: a.next_token for s, a in self.active.items()})
+            logits = self.decoder.step({r: a.next_token for r, a in self.active.items()})
         except Exception as exc:  # the whole batch failed: every request in it gets the error
-            for stream in list(self.active):
-                self._fail(stream, exc)
+            for request in list(self.active):
+                self._fail(request, exc)
             return
-        for stream in list(self.active):
-            self._take(stream, logits[stream])
+        for request in list(self.active):
+            self._take(request, logits[request])
 
-    def _take(self, stream: RequestStream, logits: torch.Tensor) -> None:
-        """Sample the next token of ``stream`` from ``logits`` ``(vocab,)``; emit text; stop if done."""
-        active = self.active[stream]
-        options = stream.options
+    def _take(self, request: _Request, logits: torch.Tensor) -> None:
+        """Sample ``request``'s next token from ``logits`` ``(vocab,)``; send its text; stop if done."""
+        active = self.active[request]
+        options = request.options
         temperature = options.temperature if options.temperature >= GREEDY_BELOW else 0.0
-        token = int(
-            _next_token(logits[None].float(), temperature, options.top_k, options.top_p, active.generator)[0]
+        sampled = _next_token(
+            logits[None].float(), temperature, options.top_k, options.top_p, active.generator
         )
-        if token in self.eos_ids:
-            self._finish(stream, "stop")
-            return
-        active.new.append(token)
-        active.next_token = token
-        text = self.tokenizer.decode(active.new)
-        cuts = [text.find(s) for s in options.stop if s and s in text]
-        if cuts:
-            active.text = text[: min(cuts)]
-            self._finish(stream, "stop")
-            return
-        active.text = text
-        if not text.endswith("\ufffd"):  # else an incomplete UTF-8 character: wait for the next token
-            safe = text[: len(text) - held_back(text, options.stop)]
-            if len(safe) > len(active.emitted) and safe.startswith(active.emitted):
-                stream.put(("text", safe[len(active.emitted) :]))
-                active.emitted = safe
-        if len(active.new) >= options.max_tokens:
-            self._finish(stream, "length")
+        active.next_token = int(sampled[0])
+        piece = active.decoder.push(active.next_token)
+        if piece is not None:
+            request.put(("text", piece))
+        if active.decoder.done_reason is not None:
+            self._finish(request, active.decoder.done_reason)
+        elif len(active.decoder.token_ids) >= options.max_tokens:
+            self._finish(request, "length")
 
-    def _finish(self, stream: RequestStream, reason: str) -> None:
-        """Flush the text held back, send the stats, free the row."""
-        self.decoder.remove(stream)
-        active = self.active.pop(stream)
-        text, emitted = active.text, active.emitted
-        if reason in ("stop", "length") and len(text) > len(emitted) and text.startswith(emitted):
-            stream.put(("text", text[len(emitted) :]))
+    def _finish(self, request: _Request, reason: str) -> None:
+        """Send what is held back (at a normal end) and the stats; free the row."""
+        self.decoder.remove(request)
+        active = self.active.pop(request)
+        if reason in ("stop", "length"):
+            rest = active.decoder.flush()
+            if rest is not None:
+                request.put(("text", rest))
         duration = time.perf_counter_ns() - active.started
         self.durations.append(duration / 1e9)
-        stats = {
-            "prompt_tokens": len(stream.ids),
-            "completion_tokens": len(active.new),
-            "done_reason": reason,
-            "duration_ns": duration,
-            "token_ids": list(active.new),
-        }
-        stream.put(("done", stats))
+        request.put(("done", request.stats(reason, len(active.decoder.token_ids), duration)))
 
-    def _fail(self, stream: RequestStream, exc: Exception) -> None:
-        self.decoder.remove(stream)
-        self.active.pop(stream, None)
-        stream.put(("error", f"{type(exc).__name__}: {exc}"))
+    def _fail(self, request: _Request, exc: Exception) -> None:
+        self.decoder.remove(request)
+        self.active.pop(request, None)
+        request.put(("error", f"{type(exc).__name__}: {exc}"))
 
     def _drop_finished(self) -> None:
         """Free the rows of clients that left, and end those that stopped reading."""
         now = time.monotonic()
-        for stream in list(self.active):
-            if stream.cancelled.is_set() and not self.closing.is_set():
-                self.decoder.remove(stream)
-                self.active.pop(stream)
-            elif stream.stalled_for(now) > self.stall_timeout:
-                self._finish(stream, "timeout")
+        for request in list(self.active):
+            if request.cancelled.is_set() and not self.closing.is_set():
+                self.decoder.remove(request)
+                self.active.pop(request)
+            elif request.stalled_for(now) > self.stall_timeout:
+                self._finish(request, "timeout")
 
     def _shut_down(self) -> None:
         """Every request, running or waiting, ends with its final event."""
-        for stream in list(self.active):
-            self._finish(stream, "shutdown")
+        for request in list(self.active):
+            self._finish(request, "shutdown")
         with self.wake:
             waiting, self.waiting = list(self.waiting), deque()
-        for stream in waiting:
-            stream.put(("done", _no_tokens(stream, "shutdown")))
+        for request in waiting:
+            request.put(("done", request.stats("shutdown")))
+        self._run_calls()
 
 
-def _no_tokens(stream: RequestStream, reason: str) -> dict[str, Any]:
-    """The stats of a request that ends before its first token."""
-    return {
-        "prompt_tokens": len(stream.ids),
-        "completion_tokens": 0,
-        "done_reason": reason,
-        "duration_ns": 0,
-        "token_ids": [],
-    }
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
