@@ -21,6 +21,7 @@ by calling it on its commands in its own tests::
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -70,7 +71,7 @@ def iter_commands(app: Any = None) -> Iterator[tuple[str, Any]]:
 def _problems(name: str, command: Any) -> Iterator[str]:
     from llm_core.cli_options import Resume
 
-    resume_help = Resume.__metadata__[0].help
+    resume_help = typing.get_args(Resume)[1].help
     options: dict[str, Any] = {}
     for param in command.params:
         if param.param_type_name == "argument":

@@ -109,6 +109,8 @@ def register_datasets(register: Any) -> None:
 @hookimpl
 def register_commands(cli: Any) -> None:
     """``scratchlm tokenize`` and ``scratchlm prepare``."""
-    from llm_data.commands import add_commands
+    from llm_data import commands
 
-    add_commands(cli)
+    cli.command("download")(commands.download_command)
+    cli.command("tokenize")(commands.tokenize_command)
+    cli.command("prepare")(commands.prepare_command)
