@@ -22,3 +22,12 @@ def test_listed_by_scratchlm_plugins(capsys) -> None:
     assert main(["plugins", "--json"]) == 0
     info = next(p for p in json.loads(capsys.readouterr().out) if p["name"] == "hello")
     assert info["distribution"] == "scratchlm-hello" and info["hooks"] == ["register_commands"]
+
+
+def test_hello_speaks_the_shared_cli_vocabulary(capsys) -> None:
+    """The plugin opts in to the check every built-in command passes (docs/cli.md)."""
+    from llm_core.cli_vocabulary import vocabulary_problems
+
+    assert vocabulary_problems(["hello"]) == []
+    assert main(["hello", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["greetings"] == ["Hello, world!"]

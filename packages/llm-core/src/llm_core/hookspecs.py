@@ -121,8 +121,13 @@ def register_callbacks(register: Register) -> None:
 def register_commands(cli: Any) -> None:
     """Add commands to the ``scratchlm`` command line.
 
-    ``cli`` is the root ``typer.Typer`` application: add commands with
-    ``@cli.command()`` or sub-applications with ``cli.add_typer(...)``.
+    ``cli`` is the root ``typer.Typer`` application. The one way to add a
+    command: define it as a plain function (the built-ins keep theirs in their
+    package's ``commands.py``) and register it with
+    ``cli.command(NAME)(function)``; a group of commands is a ``typer.Typer``
+    added with ``cli.add_typer(group, name=NAME)``. Use the shared options of
+    :mod:`llm_core.cli_options` so the command speaks the vocabulary that
+    :func:`llm_core.cli_vocabulary.vocabulary_problems` checks.
     Import heavy modules (torch) inside the command functions, not at
     module level, so ``scratchlm --help`` stays fast. Raise
     ``llm_core.errors.ScratchLMError`` subclasses for expected failures.
