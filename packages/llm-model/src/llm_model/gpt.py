@@ -10,7 +10,7 @@ from torch import nn
 from llm_attention import KVCache
 from llm_core.config_io import config_from_dict
 from llm_core.errors import ConfigError
-from llm_model.blocks import LayerNorm, TransformerBlock
+from llm_model.blocks import Block, LayerNorm, TransformerBlock
 from llm_model.config import GPTConfig
 from llm_model.head_loss import linear_cross_entropy, masked_cross_entropy
 from llm_model.init import init_weights
@@ -172,6 +172,9 @@ class GPTModel(CausalLMMixin, nn.Module):
 
     config_class = GPTConfig
     architecture = "gpt2"
+    #: The class of the ``n_layers`` blocks, built as ``block_class(config)``: a subclass with its
+    #: own :class:`~llm_model.Block` is a new architecture (``examples/plugins/scratchlm-parallel``).
+    block_class: type[Block] = TransformerBlock
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -179,7 +182,7 @@ class GPTModel(CausalLMMixin, nn.Module):
         self.tok_emb = nn.Embedding(config.vocab_size, config.emb_dim)
         self.pos_emb = nn.Embedding(config.context_length, config.emb_dim)
         self.drop_emb = nn.Dropout(config.drop_rate)
-        self.trf_blocks = nn.ModuleList([TransformerBlock(config) for _ in range(config.n_layers)])
+        self.trf_blocks = nn.ModuleList([self.block_class(config) for _ in range(config.n_layers)])
         self.final_norm = LayerNorm(config.emb_dim)
         self.out_head = nn.Linear(config.emb_dim, config.vocab_size, bias=False)
         # "pytorch": the new layers already have torch's defaults (the book's model); drawing
