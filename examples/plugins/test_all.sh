@@ -29,7 +29,7 @@ trap 'rm -f "$constraints"' EXIT
 for package in core data attention model train finetune eval; do
     echo "llm-$package @ file://$root/packages/llm-$package" >> "$constraints"
 done
-plugins=(scratchlm-lion scratchlm-relu2 scratchlm-rouge scratchlm-hello)
+plugins=(scratchlm-lion scratchlm-relu2 scratchlm-parallel scratchlm-rouge scratchlm-hello)
 "$python" -m pip install -q -c "$constraints" "$root/packages/llm-train" "$root/packages/llm-eval" pytest
 for plugin in "${plugins[@]}"; do
     "$python" -m pip install -q -c "$constraints" "$here/$plugin[test]"

@@ -76,23 +76,12 @@ class ReLU2Block(TransformerBlock):
 
 
 class ReLU2GPT(GPTModel):
-    """GPT-2 with :class:`ReLU2Block` blocks; registered as ``gpt2-relu2``."""
+    """GPT-2 with :class:`ReLU2Block` blocks; registered as ``gpt2-relu2``.
+
+    ``block_class`` is all it changes: GPTModel builds the blocks and initialises
+    them (``llm_model.init_weights``, GPT-2's scheme by default) with the rest.
+    """
 
     config_class = ReLU2Config
     architecture = "gpt2-relu2"
-
-    def __init__(self, config: ReLU2Config) -> None:
-        super().__init__(config)
-        self.trf_blocks = nn.ModuleList([ReLU2Block(config) for _ in range(config.n_layers)])
-        for name, param in self.trf_blocks.named_parameters():  # GPT-2's initialisation for the new blocks
-            if name.endswith("norm.weight"):
-                continue
-            if param.dim() >= 2:
-                std = (
-                    0.02 / (2 * config.n_layers) ** 0.5
-                    if name.endswith(("out_proj.weight", "ff.layers.2.weight"))
-                    else 0.02
-                )
-                nn.init.normal_(param, mean=0.0, std=std)
-            elif name.endswith("bias"):
-                nn.init.zeros_(param)
+    block_class = ReLU2Block
