@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -221,7 +222,9 @@ def test_a_client_that_stops_reading_is_timed_out_and_freed() -> None:
             )  # not read while it runs
             await asyncio.to_thread(wait_until, lambda: len(batcher.durations) == 1)  # it ended
             assert not batcher.active and len(batcher.decoder) == 0
-            _, _, stats = await collect(batcher.stream([3], Options(max_tokens=4, temperature=0)))  # the engine goes on
+            _, _, stats = await collect(
+                batcher.stream([3], Options(max_tokens=4, temperature=0))
+            )  # the engine goes on
             assert stats["completion_tokens"] == 4
             return (await collect(stalled))[2]
         finally:
@@ -269,3 +272,74 @@ def test_close_ends_running_and_waiting_requests() -> None:
     results = asyncio.run(main())
     assert [stats["done_reason"] for _, _, stats in results] == ["shutdown"] * 3
     assert results[1][2]["completion_tokens"] == 0 and results[0][2]["completion_tokens"] > 0
+
+
+# -- through the server ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def batched_server(gpt2_checkpoint: Any) -> Any:
+    """``serve``'s app on 127.0.0.1 with a ContinuousBatcher of 2 rows and no waiting room."""
+    pytest.importorskip("uvicorn")
+    from llm_eval.server import create_app, load_runner, start_server
+
+    runner = load_runner(gpt2_checkpoint)
+    batcher = ContinuousBatcher(
+        runner.model, runner.tokenizer, eos_ids=runner.eos_ids, max_batch_size=2, max_queue=0
+    ).start()
+    server = start_server(create_app(runner, engine=batcher), "127.0.0.1", 0)
+    try:
+        yield server, runner
+    finally:
+        batcher.close()
+        server.stop()
+
+
+def test_served_concurrent_streams_equal_generate_alone(batched_server: Any) -> None:
+    import httpx
+
+    from llm_model import generate_text
+
+    server, runner = batched_server
+    asks = [("Once upon a time", 9), ("The", 4), ("In the beginning was the word, and", 7)]
+
+    async def ask(client: httpx.AsyncClient, prompt: str, n: int) -> str:
+        body = {"model": "tiny-gpt", "prompt": prompt, "options": {"temperature": 0, "num_predict": n}}
+        text = ""
+        async with client.stream("POST", f"{server.url}/api/generate", json=body) as response:
+            assert response.status_code == 200
+            async for line in response.aiter_lines():
+                if line.strip():
+                    text += json.loads(line)["response"]
+        return text
+
+    async def main() -> list[str]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            first = asyncio.ensure_future(ask(client, *asks[0]))
+            second = asyncio.ensure_future(ask(client, *asks[1]))
+            done = await asyncio.gather(first, second)
+            return [*done, await ask(client, *asks[2])]  # joins an idle engine
+
+    got = asyncio.run(main())
+    assert got == [generate_text(runner.model, runner.tokenizer, p, n, temperature=0.0) for p, n in asks]
+
+
+def test_a_full_server_answers_503_with_retry_after(batched_server: Any) -> None:
+    import httpx
+
+    server, _ = batched_server
+    body = {"model": "tiny-gpt", "prompt": "Hi", "options": {"temperature": 0, "num_predict": 4000}}
+    with (
+        httpx.Client(timeout=60) as first,
+        httpx.Client(timeout=60) as second,
+        first.stream("POST", f"{server.url}/api/generate", json=body) as a,
+        second.stream("POST", f"{server.url}/api/generate", json=body) as b,
+    ):
+        assert a.status_code == b.status_code == 200  # both rows taken
+        refused = httpx.post(f"{server.url}/api/generate", json=body, timeout=60)
+        chat = {"model": "tiny-gpt", "messages": [{"role": "user", "content": "Hi"}]}
+        openai = httpx.post(f"{server.url}/v1/chat/completions", json=chat, timeout=60)
+    assert refused.status_code == 503 and int(refused.headers["retry-after"]) >= 1
+    assert "--max-queue" in refused.json()["error"]
+    assert openai.status_code == 503 and openai.headers["retry-after"]
+    assert openai.json()["error"]["type"] == "server_error"

@@ -52,6 +52,7 @@ import torch
 from llm_attention import LayerKVCache
 from llm_core.errors import ConfigError
 from llm_eval.serving.engine import GREEDY_BELOW, Event, GenerationOptions, PieceDecoder
+from llm_eval.serving.errors import ServerBusy
 
 # The one sampling rule of the family (greedy, temperature, top-k, top-p): shared, not copied.
 from llm_model.generation import _next_token
@@ -268,15 +269,15 @@ class BatchDecoder:
 # -- the serving engine ------------------------------------------------------------------------------
 
 
-class QueueFull(Exception):
-    """Every row is busy and ``max_queue`` requests already wait; retry after ``retry_after`` seconds."""
+class QueueFull(ServerBusy):
+    """Every row is busy and ``max_queue`` requests already wait: 503, retry after ``retry_after`` seconds."""
 
     def __init__(self, waiting: int, retry_after: int) -> None:
         super().__init__(
             f"the server is busy: {waiting} requests already wait for a free slot; "
-            f"retry in {retry_after} s (this server's limit: `scratchlm serve --max-queue`)"
+            f"retry in {retry_after} s (this server's limit: `scratchlm serve --max-queue`)",
+            retry_after,
         )
-        self.retry_after = retry_after
 
 
 class _Request:

@@ -254,6 +254,24 @@ def serve_command(
             help="Seconds the answers in progress may go on after Ctrl-C/SIGTERM before they are ended.",
         ),
     ] = 3.0,
+    max_batch_size: Annotated[
+        int,
+        typer.Option(
+            "--max-batch-size", help="Requests decoded together (continuous batching; 1: one at a time)."
+        ),
+    ] = 8,
+    max_queue: Annotated[
+        int,
+        typer.Option(
+            "--max-queue", help="Requests that may wait for a free batch slot; beyond, 503 with Retry-After."
+        ),
+    ] = 32,
+    stall_timeout: Annotated[
+        float,
+        typer.Option(
+            "--stall-timeout", help="Seconds a client may stop reading its stream before it is dropped."
+        ),
+    ] = 30.0,
     device: Device = "cpu",
     dtype: Dtype = "auto",
     quantize: Quantize = "none",
@@ -291,4 +309,7 @@ def serve_command(
             quantize=quantize,
             allow_remote=allow_remote,
             limits=limits,
+            max_batch_size=max_batch_size,
+            max_queue=max_queue,
+            stall_timeout=stall_timeout,
         )

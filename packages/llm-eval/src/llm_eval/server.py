@@ -241,18 +241,35 @@ def serve(
     log_level: str = "info",
     allow_remote: bool = False,
     limits: ServerLimits | None = None,
+    max_batch_size: int = 8,
+    max_queue: int = 32,
+    stall_timeout: float = 30.0,
 ) -> None:
     """Serve a checkpoint until interrupted (Ctrl-C or SIGTERM end the open requests cleanly, then return).
 
     Once it accepts connections it prints :data:`READY_LINE` with the real URL to
     stderr (``port=0`` lets the OS choose a free port). A non-loopback ``host``
-    needs ``allow_remote=True``. ``quantize``: see :func:`load_runner`.
+    needs ``allow_remote=True``. ``quantize``: see :func:`load_runner`. Requests are
+    decoded together by a :class:`llm_eval.batching.ContinuousBatcher` (up to
+    ``max_batch_size`` at once, ``max_queue`` more waiting, beyond that 503; a
+    client that reads nothing for ``stall_timeout`` seconds is dropped).
     """
+    from llm_eval.batching import ContinuousBatcher
+
     _require_serve()
     check_host(host, allow_remote)
     _check_port(host, port)
     runner = load_runner(checkpoint, tokenizer=tokenizer, name=name, device=device, quantize=quantize)
-    server = _graceful_server(_uvicorn_config(create_app(runner, limits), host, port, log_level))
+    engine = ContinuousBatcher(
+        runner.model,
+        runner.tokenizer,
+        eos_ids=runner.eos_ids,
+        max_batch_size=max_batch_size,
+        max_queue=max_queue,
+        stall_timeout=stall_timeout,
+    ).start()
+    app = create_app(runner, limits, engine=engine)
+    server = _graceful_server(_uvicorn_config(app, host, port, log_level))
     startup = server.startup
 
     async def announcing_startup(sockets: Any = None) -> None:
@@ -262,4 +279,7 @@ def serve(
             print(READY_LINE.format(url=url), file=sys.stderr, flush=True)
 
     server.startup = announcing_startup
-    server.run()
+    try:
+        server.run()
+    finally:
+        engine.close()
