@@ -16,11 +16,11 @@ from llm_finetune.classifier import (
     collate_classification,
     confusion_matrix,
     finetune_classifier,
-    last_token_logits,
     load_classification_data,
     load_classification_file,
-    to_classifier,
 )
+from llm_finetune.config import ClassifyConfig
+from llm_finetune.heads import last_token_logits, to_classifier
 from llm_model import build_model
 
 
@@ -62,7 +62,7 @@ def test_set_trainable_freezes_the_rest(classifier, trainable, prefixes) -> None
 
 
 def test_set_trainable_lora_keeps_the_new_head_trainable(classifier) -> None:
-    names = set_trainable(classifier, "lora")
+    names = set_trainable(classifier, "lora", modules_to_save=["out_head"])
     assert "out_head.weight" in names and "trf_blocks.0.att.W_query.lora.A" in names
     assert "tok_emb.weight" not in names
     with pytest.raises(ConfigError, match="expected one of head, last-block, all, lora"):
@@ -138,10 +138,10 @@ def test_an_unknown_base_is_a_checkpoint_error(tmp_path) -> None:
 
 
 def test_finetune_classifier_learns_and_reloads(base_checkpoint, spam_slice, tmp_path) -> None:
-    run = finetune_classifier(
-        base_checkpoint,
-        str(spam_slice),
-        tmp_path / "run",
+    config = ClassifyConfig(
+        model=base_checkpoint,
+        data=spam_slice,
+        out=tmp_path / "run",
         trainable="all",
         max_steps=30,
         batch_size=8,
@@ -151,8 +151,8 @@ def test_finetune_classifier_learns_and_reloads(base_checkpoint, spam_slice, tmp
         eval_batches=2,
         checkpoint_every=0,
         progress=False,
-        echo=lambda _: None,
     )
+    run = finetune_classifier(config, echo=lambda _: None)
     evals = [
         json.loads(line)
         for line in (run.run_dir / "metrics.jsonl").read_text().splitlines()
@@ -169,6 +169,7 @@ def test_finetune_classifier_learns_and_reloads(base_checkpoint, spam_slice, tmp
     config = json.loads((run.final_dir / "config.json").read_text())
     assert config["finetune"]["labels"] == ["ham", "spam"] and config["tokenizer"] == "gpt2"
     model = load_finetuned(run.final_dir)
+    assert model.labels == ["ham", "spam"]
     from llm_data import get_tokenizer
 
     results = classify_texts(
@@ -181,7 +182,7 @@ def test_finetune_classifier_learns_and_reloads(base_checkpoint, spam_slice, tmp
 def test_cli_classify_with_lora_then_classify_text(base_checkpoint, spam_slice, tmp_path, capsys) -> None:
     out = tmp_path / "run"
     code = main(
-        ["finetune", "classify", "--base", str(base_checkpoint), "--data", str(spam_slice),
+        ["finetune", "classify", str(base_checkpoint), "--data", str(spam_slice),
          "--out", str(out), "--trainable", "lora", "--lora-rank", "2", "--max-steps", "3",
          "--eval-every", "0", "--max-length", "24", "--no-progress", "--json"]
     )  # fmt: skip
@@ -196,7 +197,7 @@ def test_cli_classify_with_lora_then_classify_text(base_checkpoint, spam_slice, 
     from llm_data import get_tokenizer
     from llm_finetune import load_lora_adapters
 
-    onto_base = load_lora_adapters(load_finetuned(base_checkpoint), out / "adapters.safetensors")
+    onto_base = load_lora_adapters(load_finetuned(base_checkpoint).model, out / "adapters.safetensors")
     from_adapters = classify_texts(onto_base, get_tokenizer("gpt2"), ["You won a free cruise! Call now"])[0]
     assert from_adapters["label"] == result["label"]
     assert from_adapters["probability"] == pytest.approx(result["probability"], abs=1e-5)
@@ -206,7 +207,7 @@ def test_cli_reports_bad_input_as_one_line(base_checkpoint, tmp_path, capsys) ->
     bad = tmp_path / "bad.tsv"
     bad.write_text("ham\tfine\nspam\tbuy\nmaybe\tthing\n", encoding="utf-8")
     code = main(
-        ["finetune", "classify", "--base", str(base_checkpoint), "--data", str(bad), "--labels", "ham,spam",
+        ["finetune", "classify", str(base_checkpoint), "--data", str(bad), "--labels", "ham,spam",
          "--out", str(tmp_path / "run"), "--max-steps", "1"]
     )  # fmt: skip
     assert code == 2
@@ -222,13 +223,14 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(base_checkpoint, 
     from safetensors.torch import load_file
 
     options = dict(
-        trainable="last-block", batch_size=4, lr=1e-3, max_length=24, eval_every=0, checkpoint_every=2,
-        progress=False, echo=lambda _: None,
+        model=base_checkpoint, data=spam_slice, trainable="last-block", batch_size=4, lr=1e-3, max_length=24,
+        eval_every=0, checkpoint_every=2, progress=False,
     )  # fmt: skip
-    straight = finetune_classifier(base_checkpoint, str(spam_slice), tmp_path / "a", max_steps=6, **options)
-    finetune_classifier(base_checkpoint, str(spam_slice), tmp_path / "b", max_steps=4, **options)
+    quiet = dict(echo=lambda _: None)
+    straight = finetune_classifier(ClassifyConfig(out=tmp_path / "a", max_steps=6, **options), **quiet)
+    finetune_classifier(ClassifyConfig(out=tmp_path / "b", max_steps=4, **options), **quiet)
     resumed = finetune_classifier(
-        base_checkpoint, str(spam_slice), tmp_path / "b", max_steps=6, resume=True, **options
+        ClassifyConfig(out=tmp_path / "b", max_steps=6, **options), resume=True, **quiet
     )
     assert resumed.steps == 6
     a = load_file(str(straight.final_dir / "model.safetensors"))
@@ -239,7 +241,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(base_checkpoint, 
 def test_cli_classify_from_a_preset(spam_slice, tmp_path, capsys) -> None:
     out = tmp_path / "preset"
     code = main(
-        ["finetune", "classify", "--base", "tiny", "--data", str(spam_slice), "--out", str(out),
+        ["finetune", "classify", "tiny", "--data", str(spam_slice), "--out", str(out),
          "--trainable", "head", "--max-steps", "1", "--eval-every", "0", "--max-length", "16",
          "--no-progress"]
     )  # fmt: skip
@@ -252,4 +254,7 @@ def test_too_few_records_for_a_validation_split(base_checkpoint, tmp_path) -> No
     path = tmp_path / "few.jsonl"
     path.write_text('{"text": "a", "label": "x"}\n{"text": "b", "label": "y"}\n', encoding="utf-8")
     with pytest.raises(DataError, match="val split"):
-        finetune_classifier(base_checkpoint, str(path), tmp_path / "run", max_steps=1, echo=lambda _: None)
+        finetune_classifier(
+            ClassifyConfig(model=base_checkpoint, data=path, out=tmp_path / "run", max_steps=1),
+            echo=lambda _: None,
+        )

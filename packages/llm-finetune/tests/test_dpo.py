@@ -10,6 +10,7 @@ import torch
 
 from llm_core.cli import main
 from llm_core.errors import ConfigError, DataError
+from llm_finetune.config import DPOConfig
 from llm_finetune.dpo import (
     collate_preferences,
     dpo_loss,
@@ -70,15 +71,15 @@ def test_a_record_missing_a_field_names_file_and_index(tmp_path) -> None:
 
 
 def test_bad_beta_is_a_config_error(base_checkpoint, preference_slice, tmp_path) -> None:
-    with pytest.raises(ConfigError, match="beta"):
-        finetune_dpo(base_checkpoint, str(preference_slice), tmp_path / "x", beta=0, echo=lambda _: None)
+    with pytest.raises(ConfigError, match="beta=0: expected a number > 0"):
+        DPOConfig(model=base_checkpoint, data=preference_slice, out=tmp_path / "x", beta=0)
 
 
 def test_the_reward_margin_grows(byte_checkpoint, preference_slice, tmp_path) -> None:
-    run = finetune_dpo(
-        byte_checkpoint,
-        str(preference_slice),
-        tmp_path / "dpo",
+    config = DPOConfig(
+        model=byte_checkpoint,
+        data=preference_slice,
+        out=tmp_path / "dpo",
         max_steps=8,
         batch_size=4,
         lr=1e-3,
@@ -86,8 +87,8 @@ def test_the_reward_margin_grows(byte_checkpoint, preference_slice, tmp_path) ->
         eval_batches=1,
         checkpoint_every=0,
         progress=False,
-        echo=lambda _: None,
     )
+    run = finetune_dpo(config, echo=lambda _: None)
     evals = [
         r
         for r in map(json.loads, (run.run_dir / "metrics.jsonl").read_text().splitlines())
@@ -102,7 +103,7 @@ def test_the_reward_margin_grows(byte_checkpoint, preference_slice, tmp_path) ->
 
 def test_cli_dpo_runs(byte_checkpoint, preference_slice, tmp_path, capsys) -> None:
     code = main(
-        ["finetune", "dpo", "--base", str(byte_checkpoint), "--data", str(preference_slice),
+        ["finetune", "dpo", str(byte_checkpoint), "--data", str(preference_slice),
          "--out", str(tmp_path / "dpo"), "--max-steps", "2", "--batch-size", "2", "--eval-every", "1",
          "--eval-batches", "1", "--no-progress"]
     )  # fmt: skip
@@ -113,14 +114,17 @@ def test_cli_dpo_runs(byte_checkpoint, preference_slice, tmp_path, capsys) -> No
 def test_dpo_on_an_sft_checkpoint_keeps_its_template(
     byte_checkpoint, instruction_slice, preference_slice, tmp_path
 ):
+    from llm_finetune.config import InstructConfig
     from llm_finetune.instruct import finetune_instructions
 
-    quiet = dict(eval_every=0, checkpoint_every=0, progress=False, echo=lambda _: None, batch_size=2)
+    quiet = dict(eval_every=0, checkpoint_every=0, progress=False, batch_size=2, max_steps=1)
     sft = finetune_instructions(
-        byte_checkpoint, str(instruction_slice), tmp_path / "sft", template="llama", trainable="lora",
-        max_steps=1, test_limit=0, **quiet,
+        InstructConfig(model=byte_checkpoint, data=instruction_slice, out=tmp_path / "sft", template="llama",
+                       trainable="lora", test_limit=0, **quiet),
+        echo=lambda _: None,
     )  # fmt: skip
-    run = finetune_dpo(sft.final_dir, str(preference_slice), tmp_path / "dpo", max_steps=1, **quiet)
+    dpo = DPOConfig(model=sft.final_dir, data=preference_slice, out=tmp_path / "dpo", **quiet)
+    run = finetune_dpo(dpo, echo=lambda _: None)
     config = json.loads((run.final_dir / "config.json").read_text())
     assert config["finetune"]["template"] == "llama" and config["finetune"]["lora"] is None
     assert config["tokenizer"] == "bpe"

@@ -15,6 +15,7 @@ from llm_core.errors import ConfigError, DataError
 from llm_data import format_input, get_tokenizer
 from llm_finetune.chat import chat_loop
 from llm_finetune.checkpoints import load_finetuned
+from llm_finetune.config import InstructConfig
 from llm_finetune.instruct import InstructionTask, SFTDataset, finetune_instructions, load_instruction_data
 from llm_finetune.templates import get_template
 from llm_model import load_pretrained
@@ -47,14 +48,15 @@ def test_mask_prompt_ignores_the_prompt_tokens() -> None:
     tok = get_tokenizer("gpt2")
     data = SFTDataset([ENTRY, {**ENTRY, "output": "A longer answer here."}], tok, get_template("alpaca"),
                       max_length=256)  # fmt: skip
-    task = InstructionTask(data, data, 50256, 256, True, 1, 2, {})
+    common = dict(train=data, val=data, eval_batches=1, batch_size=2, tokenizer_name="gpt2", info={})
+    task = InstructionTask(**common, pad_token_id=50256, context_length=256, mask_prompt=True)
     inputs, targets = task.collate([data[0], data[1]])
     ids, prompt_length = data[0]
     assert (targets[0, : prompt_length - 1] == -100).all()
     assert targets[0, prompt_length - 1 : len(ids) - 1].tolist() == ids[prompt_length:]
     assert targets[0, len(ids) - 1] == 50256  # the first end-of-text target is kept
-    unmasked = InstructionTask(data, data, 50256, 256, False, 1, 2, {}).collate([data[0], data[1]])[1]
-    assert (unmasked[0, : prompt_length - 1] != -100).all()
+    unmasked = InstructionTask(**common, pad_token_id=50256, context_length=256, mask_prompt=False)
+    assert (unmasked.collate([data[0], data[1]])[1][0, : prompt_length - 1] != -100).all()
     assert inputs.shape == targets.shape
 
 
@@ -76,10 +78,10 @@ def test_a_record_missing_output_names_file_and_record(tmp_path) -> None:
 
 
 def test_sft_lowers_the_loss_and_answers_the_test_split(byte_checkpoint, instruction_slice, tmp_path) -> None:
-    run = finetune_instructions(
-        byte_checkpoint,
-        str(instruction_slice),
-        tmp_path / "sft",
+    config = InstructConfig(
+        model=byte_checkpoint,
+        data=instruction_slice,
+        out=tmp_path / "sft",
         max_steps=20,
         batch_size=4,
         lr=2e-3,
@@ -89,8 +91,8 @@ def test_sft_lowers_the_loss_and_answers_the_test_split(byte_checkpoint, instruc
         max_new_tokens=6,
         test_limit=2,
         progress=False,
-        echo=lambda _: None,
     )
+    run = finetune_instructions(config, echo=lambda _: None)
     assert run.val_loss < run.initial_val_loss - 1.0
     records = json.loads(run.responses_file.read_text())
     assert len(records) == 2 and all(isinstance(r["model_response"], str) for r in records)
@@ -99,13 +101,13 @@ def test_sft_lowers_the_loss_and_answers_the_test_split(byte_checkpoint, instruc
     config = json.loads((run.final_dir / "config.json").read_text())
     assert config["finetune"]["template"] == "alpaca" and config["finetune"]["mask_prompt"] is False
     assert run.truncated > 0  # byte tokens: most examples are longer than the 64-token context
-    assert load_finetuned(run.final_dir).config.emb_dim == 64
+    assert load_finetuned(run.final_dir).model.config.emb_dim == 64
 
 
 def test_cli_instruct_with_lora_and_llama_template(base_checkpoint, instruction_slice, tmp_path) -> None:
     out = tmp_path / "lora"
     code = main(
-        ["finetune", "instruct", "--base", str(base_checkpoint), "--data", str(instruction_slice),
+        ["finetune", "instruct", str(base_checkpoint), "--data", str(instruction_slice),
          "--out", str(out), "--trainable", "lora", "--template", "llama", "--max-steps", "2",
          "--batch-size", "2", "--eval-every", "0", "--test-limit", "1", "--max-new-tokens", "3",
          "--no-progress"]
@@ -114,7 +116,7 @@ def test_cli_instruct_with_lora_and_llama_template(base_checkpoint, instruction_
     config = json.loads((out / "final" / "config.json").read_text())
     assert config["finetune"]["lora"]["rank"] == 8 and config["finetune"]["template"] == "llama"
     assert (out / "adapters.safetensors").is_file()
-    model = load_finetuned(out / "final")
+    model = load_finetuned(out / "final").model
     assert type(model.trf_blocks[0].att.W_query).__name__ == "LinearWithLoRA"
     assert model.trf_blocks[0].att.W_query.lora.B.abs().sum() > 0  # the adapters moved
     merged = load_pretrained(out / "merged")  # a plain checkpoint: what serve/evaluate read
@@ -126,7 +128,7 @@ def test_cli_instruct_with_lora_and_llama_template(base_checkpoint, instruction_
 
 
 def test_chat_loop_answers_each_line_and_stops_at_eof(base_checkpoint) -> None:
-    model = load_finetuned(base_checkpoint)
+    model = load_finetuned(base_checkpoint).model
     written: list[str] = []
     answered = chat_loop(
         model, get_tokenizer("gpt2"), get_template("alpaca"), io.StringIO("Hi\n\nName a colour.\n"),
@@ -152,7 +154,11 @@ def test_stream_matches_greedy_generation(base_checkpoint) -> None:
     from llm_finetune.chat import stream_response
     from llm_model import generate_text
 
-    model, tok, template = load_finetuned(base_checkpoint), get_tokenizer("gpt2"), get_template("alpaca")
+    model, tok, template = (
+        load_finetuned(base_checkpoint).model,
+        get_tokenizer("gpt2"),
+        get_template("alpaca"),
+    )
     pieces: list[str] = []
     stream_response(model, tok, template, "Name a colour.", pieces.append, max_new_tokens=8)
     expected = generate_text(model, tok, template.chat_prompt("Name a colour."), 8,
@@ -197,7 +203,7 @@ def test_finetune_from_a_damaged_base_is_one_line_unless_no_verify(base_checkpoi
     weights.write_bytes(bytes(data))
     records = [{"instruction": f"Repeat {i}.", "input": "", "output": f"{i}"} for i in range(24)]
     (tmp_path / "data.json").write_text(json.dumps(records))
-    argv = ["finetune", "instruct", "--base", str(damaged), "--data", str(tmp_path / "data.json")]
+    argv = ["finetune", "instruct", str(damaged), "--data", str(tmp_path / "data.json"), "--test-limit", "0"]
     argv += ["--max-steps", "1", "--batch-size", "2", "--eval-batches", "1", "--no-progress"]
     assert main([*argv, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err

@@ -29,11 +29,11 @@ def test_too_little_memory_is_refused_unless_forced(
     ):
         load_finetuned(checkpoint)
     with loading.load_options(force=True):
-        assert load_finetuned(checkpoint).config.n_layers == 2
+        assert load_finetuned(checkpoint).model.config.n_layers == 2
 
 
 def test_load_options_dtype_is_applied(checkpoint: Path) -> None:
     with loading.load_options(dtype="bf16"):
-        model = load_finetuned(checkpoint)
+        model = load_finetuned(checkpoint).model
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
-    assert {p.dtype for p in load_finetuned(checkpoint).parameters()} == {torch.float32}
+    assert {p.dtype for p in load_finetuned(checkpoint).model.parameters()} == {torch.float32}

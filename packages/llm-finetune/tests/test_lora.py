@@ -8,15 +8,14 @@ import pytest
 import torch
 
 from llm_core.errors import ConfigError
+from llm_finetune.adapters import load_lora_adapters, save_lora_adapters
 from llm_finetune.lora import (
     LinearWithLoRA,
     LoRAConfig,
     apply_lora,
-    load_lora_adapters,
     lora_layers,
     merge_lora,
     remove_lora,
-    save_lora_adapters,
     unmerge_lora,
 )
 from llm_model import build_model

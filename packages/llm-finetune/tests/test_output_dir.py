@@ -14,7 +14,7 @@ def test_finetune_never_writes_into_a_users_directory(command: str, tmp_path: Pa
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("mine\n")
-    args = ["finetune", command, "--base", str(tmp_path / "no-such-base"), "--data", str(tmp_path / "none")]
+    args = ["finetune", command, str(tmp_path / "no-such-base"), "--data", str(tmp_path / "none")]
     code = main([*args, "--out", str(out), "--max-steps", "1", "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2
@@ -34,7 +34,7 @@ def test_a_pretraining_run_is_not_a_finetune_output(tmp_path: Path, capsys) -> N
 
     claim_output_dir(tmp_path / "run", command="pretrain")
     (tmp_path / "run" / "metrics.jsonl").write_text("{}\n")
-    args = ["finetune", "classify", "--base", "tiny", "--data", str(tmp_path / "none")]
+    args = ["finetune", "classify", "tiny", "--data", str(tmp_path / "none")]
     assert main([*args, "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     refusal = "holds the output of `scratchlm pretrain`, not of `scratchlm finetune classify`"
     assert refusal in capsys.readouterr().err

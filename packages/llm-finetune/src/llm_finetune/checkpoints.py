@@ -1,7 +1,8 @@
 """Base models to finetune and finetuned checkpoints to load back.
 
 A finetuned checkpoint is an ordinary model checkpoint (``config.json`` +
-``model.safetensors``) whose config holds one more key, ``"finetune"``::
+``model.safetensors``) whose config holds one more key, ``"finetune"``
+(:data:`~llm_finetune.tasks.FINETUNE_KEY`)::
 
     {"task": "classification" | "instruct" | "dpo",
      "labels": ["ham", "spam"], "num_classes": 2,     # classification
@@ -10,13 +11,15 @@ A finetuned checkpoint is an ordinary model checkpoint (``config.json`` +
 
 :func:`load_finetuned` builds the base architecture from ``config.json``, applies the
 same modifications (a new head, LoRA layers) and loads the weights with
-``llm_model.load_weights_into``.
+``llm_model.load_weights_into``; it returns a :class:`FinetunedModel`, which carries
+that entry beside the model (nothing is stored on the model itself).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,10 @@ from torch import nn
 from llm_core import get_registry
 from llm_core.config_io import check_keys
 from llm_core.errors import CheckpointError, ConfigError
+from llm_finetune.config import TRAINABLE, LoRAConfig
+from llm_finetune.heads import HEAD, to_classifier
+from llm_finetune.lora import apply_lora, remove_lora
+from llm_finetune.tasks import FINETUNE_KEY
 from llm_model import model_config
 
 __all__ = [
@@ -34,6 +41,8 @@ __all__ = [
     "FINETUNE_KEYS",
     "TRAINABLE",
     "BaseModel",
+    "FinetunedModel",
+    "apply_finetune",
     "build_from_config",
     "load_base",
     "load_finetuned",
@@ -41,7 +50,6 @@ __all__ = [
     "trainable_parameters",
 ]
 
-FINETUNE_KEY = "finetune"
 #: Keys a checkpoint's ``"finetune"`` entry may have (``task`` always); any other is a CheckpointError.
 FINETUNE_KEYS = (
     "task",
@@ -58,8 +66,6 @@ FINETUNE_KEYS = (
     "merged_from",
     "modules_to_save",
 )
-#: Choices of ``--trainable``.
-TRAINABLE = ("head", "last-block", "all", "lora")
 DEFAULT_TOKENIZER = "gpt2"
 
 
@@ -71,8 +77,29 @@ class BaseModel:
     tokenizer_name: str
     tokenizer: Any
     source: str
-    #: The base's own ``"finetune"`` config (empty for a pretrained model or a preset).
-    finetune: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: The base's own ``"finetune"`` entry (empty for a pretrained model or a preset).
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclass
+class FinetunedModel:
+    """A loaded checkpoint, finetuned or not, with what its ``config.json`` says about it."""
+
+    model: nn.Module
+    #: The whole ``config.json``.
+    config: dict[str, Any]
+    #: Its ``"finetune"`` entry: task, labels, template, LoRA settings … (empty when not finetuned).
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def tokenizer_name(self) -> str:
+        """The tokenizer the checkpoint records (``gpt2`` when it records none)."""
+        return str(self.config.get("tokenizer") or DEFAULT_TOKENIZER)
+
+    @property
+    def labels(self) -> list[str]:
+        """A classifier's label names ([] for a language model)."""
+        return list(self.info.get("labels") or []) if self.info.get("num_classes") else []
 
 
 def build_from_config(data: dict[str, Any], *, where: str = "config.json") -> nn.Module:
@@ -88,11 +115,11 @@ def build_from_config(data: dict[str, Any], *, where: str = "config.json") -> nn
         raise CheckpointError(f"{where}: {exc}") from None
 
 
-def _apply_finetune(model: nn.Module, info: dict[str, Any], *, where: str) -> nn.Module:
-    """Re-create a finetuned model's structure (head, LoRA layers) before loading its weights."""
-    from llm_finetune.classifier import to_classifier
-    from llm_finetune.lora import LoRAConfig, apply_lora
+def apply_finetune(model: nn.Module, info: dict[str, Any], *, where: str) -> nn.Module:
+    """Re-create a finetuned model's structure (a classifier head, LoRA layers) from its ``info``.
 
+    ``where`` names the source in errors. Returns ``model`` (changed in place).
+    """
     if info.get("num_classes"):
         to_classifier(model, int(info["num_classes"]))
     if info.get("lora"):
@@ -101,7 +128,7 @@ def _apply_finetune(model: nn.Module, info: dict[str, Any], *, where: str) -> nn
 
 
 def _check_finetune_info(info: dict[str, Any], *, where: str) -> None:
-    """The keys and the value types :func:`_apply_finetune` relies on (a CheckpointError naming the key)."""
+    """The keys and the value types :func:`apply_finetune` relies on (a CheckpointError naming the key)."""
     if not info:
         return  # not finetuned
     check_keys(info, required=("task",), optional=FINETUNE_KEYS, source=where, error=CheckpointError)
@@ -110,10 +137,10 @@ def _check_finetune_info(info: dict[str, Any], *, where: str) -> None:
         raise CheckpointError(f"{where}: expected 'num_classes' to be an integer >= 1, found {classes!r}")
 
 
-def load_finetuned(directory: str | os.PathLike[str], *, map_location: str = "cpu") -> nn.Module:
-    """Load any checkpoint, finetuned or not: ``model.finetune`` holds its ``"finetune"`` config.
+def load_finetuned(directory: str | os.PathLike[str], *, map_location: str = "cpu") -> FinetunedModel:
+    """Load any checkpoint, finetuned or not, with its config and its ``"finetune"`` entry.
 
-    The model comes back in eval mode; ``model.checkpoint_config`` is the whole config.json.
+    The model comes back in eval mode.
     A checkpoint that was not finetuned is loaded by :func:`llm_model.load_pretrained`
     (memory check, memory-mapped weights, ``load_options``' dtype); a finetuned one is
     memory-checked too and converted to ``load_options``' dtype after loading.
@@ -130,9 +157,7 @@ def load_finetuned(directory: str | os.PathLike[str], *, map_location: str = "cp
         raise CheckpointError(f"{where}: expected an object, found {info!r}")
     _check_finetune_info(info, where=where)
     if not info:  # a plain checkpoint (pretrained, imported): memory-checked, memory-mapped, --dtype
-        model = load_pretrained(directory, map_location=map_location)
-        model.finetune = {}
-        return model
+        return FinetunedModel(load_pretrained(directory, map_location=map_location), dict(data))
     dtype = getattr(torch, str(data.get("dtype", "float32")), torch.float32)
     wanted, force = current_options()  # --dtype / --force of the command, if any
     config_path = directory / "config.json"
@@ -152,13 +177,11 @@ def load_finetuned(directory: str | os.PathLike[str], *, map_location: str = "cp
     verify_checksums(directory, data)  # as load_pretrained does (off under checksum_verification(False))
     model = build_from_config(data, where=str(directory / "config.json"))
     model.to(dtype=dtype)
-    _apply_finetune(model, info, where=where)
+    apply_finetune(model, info, where=where)
     load_weights_into(model, directory)
     if wanted is not None:
         model.to(dtype=wanted)
-    model.finetune = dict(info)  # type: ignore[assignment]
-    model.checkpoint_config = dict(data)  # type: ignore[assignment]
-    return model.to(map_location).eval()
+    return FinetunedModel(model.to(map_location).eval(), dict(data), dict(info))
 
 
 def _config_fields(data: dict[str, Any]) -> set[str]:
@@ -182,7 +205,6 @@ def load_base(
     vocabulary is smaller than the tokenizer's is refused too.
     """
     from llm_data import get_tokenizer
-    from llm_finetune.lora import remove_lora
     from llm_model import build_model, read_checkpoint_config
 
     path = Path(base)
@@ -195,8 +217,8 @@ def load_base(
                 f"{tokenizer!r}; finetune with the base's tokenizer (drop --tokenizer) or pick another base"
             )
         name = str(tokenizer or recorded or DEFAULT_TOKENIZER)
-        model = load_finetuned(path)
-        info = dict(getattr(model, "finetune", {}))
+        loaded = load_finetuned(path)
+        model, info = loaded.model, loaded.info
         if info.get("num_classes") and not allow_classifier:
             raise CheckpointError(
                 f"{path}: expected a language model, found a classifier (labels {info.get('labels')}); "
@@ -210,7 +232,7 @@ def load_base(
         presets = get_registry("architectures")[arch].meta.get("presets") or {}
         if str(base) not in presets:
             raise CheckpointError(
-                f"--base {base}: expected a checkpoint directory or a preset name of '{arch}' "
+                f"MODEL {base}: expected a checkpoint directory or a preset name of '{arch}' "
                 f"({', '.join(presets)}), found neither"
             )
         name = str(tokenizer or DEFAULT_TOKENIZER)
@@ -225,19 +247,24 @@ def load_base(
             f"{source}: the model has vocab_size={vocab} but tokenizer {name!r} has {tok.n_vocab} tokens; "
             "the base was trained with a different tokenizer: pass the base's --tokenizer"
         )
-    return BaseModel(model=model, tokenizer_name=name, tokenizer=tok, source=source, finetune=info)
+    return BaseModel(model=model, tokenizer_name=name, tokenizer=tok, source=source, info=info)
 
 
-def set_trainable(model: nn.Module, trainable: str, *, lora: Any = None, head: str = "out_head") -> list[str]:
+def set_trainable(
+    model: nn.Module,
+    trainable: str,
+    *,
+    lora: LoRAConfig | None = None,
+    modules_to_save: Sequence[str] = (),
+    head: str = HEAD,
+) -> list[str]:
     """Freeze ``model`` for ``trainable`` and return the names of the trainable parameters.
 
     ``head``: only the output head; ``last-block``: the last transformer block, the
     final norm and the head (the book's choice); ``all``: everything; ``lora``: LoRA
-    adapters (``lora``, a :class:`~llm_finetune.lora.LoRAConfig`) plus the head when
-    the head is new (a classifier).
+    adapters (``lora``, a :class:`~llm_finetune.lora.LoRAConfig`) plus the modules in
+    ``modules_to_save`` (a classifier's new head), which train in full.
     """
-    from llm_finetune.lora import LoRAConfig, apply_lora
-
     if trainable not in TRAINABLE:
         raise ConfigError(f"--trainable {trainable!r}: expected one of {', '.join(TRAINABLE)}")
     if trainable == "all":
@@ -245,8 +272,8 @@ def set_trainable(model: nn.Module, trainable: str, *, lora: Any = None, head: s
             param.requires_grad_(True)
     elif trainable == "lora":
         apply_lora(model, lora or LoRAConfig())
-        if getattr(model, "num_classes", None):
-            for param in model.get_submodule(head).parameters():
+        for name in modules_to_save:
+            for param in model.get_submodule(name).parameters():
                 param.requires_grad_(True)
     else:
         for param in model.parameters():

@@ -1,18 +1,20 @@
 """Classification finetuning (the book's chapter 6): a causal LM becomes a text classifier.
 
 The output head ``Linear(emb_dim, vocab_size)`` is replaced by ``Linear(emb_dim,
-num_classes)``; the class logits are read at each row's **last real token** (rows are
-right-padded, and causal attention means the padding after it changes nothing, so a
-padded row is classified exactly like the same text alone). Training goes through
-``llm_train.Trainer`` with :class:`ClassificationTask`; accuracy is logged beside the
-losses in ``metrics.jsonl``.
+num_classes)`` (:mod:`llm_finetune.heads`); the class logits are read at each row's
+**last real token** (rows are right-padded, and causal attention means the padding
+after it changes nothing, so a padded row is classified exactly like the same text
+alone). :func:`finetune_classifier` runs the recipe path (:mod:`llm_finetune.recipe`)
+with :class:`ClassificationTask`; accuracy is logged beside the losses in
+``metrics.jsonl``, and the finished run is evaluated on every split (``eval.json``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,10 +23,16 @@ import torch
 from torch import nn
 
 from llm_core.errors import ConfigError, DataError
+from llm_finetune.checkpoints import BaseModel, FinetunedModel
+from llm_finetune.config import ClassifyConfig
+from llm_finetune.heads import HEAD, last_token_logits, to_classifier
+from llm_finetune.recipe import FinetuneRun, Recipe, run_recipe
+from llm_finetune.tasks import FinetuneTask
 from llm_model import model_config
 
 __all__ = [
     "ClassificationDataset",
+    "ClassificationRecipe",
     "ClassificationTask",
     "ClassifierRun",
     "calc_accuracy_loader",
@@ -34,45 +42,11 @@ __all__ = [
     "confusion_matrix",
     "evaluate_classifier",
     "finetune_classifier",
-    "last_token_logits",
     "load_classification_data",
     "load_classification_file",
-    "to_classifier",
 ]
 
-#: The command whose output directory a run is (its marker, llm_core.output_dirs).
-_COMMAND = "finetune classify"
-
 Batch = tuple[torch.Tensor, ...]
-
-
-# -- the model -------------------------------------------------------------------
-def to_classifier(model: nn.Module, num_classes: int) -> nn.Module:
-    """Replace ``model.out_head`` with ``Linear(emb_dim, num_classes)`` (in place; returns ``model``)."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ConfigError(f"num_classes={num_classes!r}: expected an integer >= 2")
-    if not isinstance(getattr(model, "out_head", None), nn.Module) or not hasattr(model, "config"):
-        raise ConfigError(
-            f"cannot make a classifier of {type(model).__name__}: expected a GPT-style model with "
-            "an `out_head` layer and a `config.emb_dim`"
-        )
-    old = model.out_head
-    weight = getattr(old, "weight", None)
-    head = nn.Linear(model_config(model).emb_dim, num_classes)
-    if weight is not None:
-        head.to(device=weight.device, dtype=weight.dtype)
-    model.out_head = head
-    model.num_classes = num_classes  # type: ignore[assignment]
-    return model
-
-
-def last_token_logits(model: nn.Module, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Class logits at each row's last real token: ``ids (b, t)``, ``lengths (b,)`` -> ``(b, classes)``."""
-    device = next(model.parameters()).device
-    ids, lengths = ids.to(device), lengths.to(device)
-    logits = model(ids)  # (b, t, classes)
-    rows = torch.arange(ids.shape[0], device=device)
-    return logits[rows, lengths - 1]  # (b, classes)
 
 
 # -- data ----------------------------------------------------------------------------
@@ -332,25 +306,15 @@ def evaluate_classifier(
 
 
 @dataclass
-class ClassificationTask:
-    """The Trainer's task for classification: batches, loss, accuracy, checkpoint config."""
+class ClassificationTask(FinetuneTask):
+    """The Trainer's task for classification: batches, loss, accuracy."""
 
     name = "classify"
 
-    train: ClassificationDataset
-    val: ClassificationDataset
     labels: list[str]
-    eval_batches: int
-    batch_size: int
-    extra_config: dict[str, Any]
 
-    def loader(self, batch_size: int, seed: int) -> Any:
-        from llm_train import DatasetLoader
-
-        pad = self.train.pad_token_id
-        return DatasetLoader(
-            self.train, batch_size=batch_size, seed=seed, collate=lambda b: collate_classification(b, pad)
-        )
+    def collate(self, items: list[tuple[list[int], int]]) -> Batch:
+        return collate_classification(items, self.train.pad_token_id)
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         ids, lengths, labels = batch
@@ -367,27 +331,22 @@ class ClassificationTask:
             )
         return result
 
-    def examples_per_epoch(self) -> int:
-        return len(self.train)
-
     def tokens(self, batch: Batch) -> int:
         return int(batch[1].sum())
-
-    def checkpoint_config(self) -> dict[str, Any]:
-        from llm_finetune.checkpoints import FINETUNE_KEY
-
-        info = {"task": "classification", "labels": self.labels, "num_classes": len(self.labels)}
-        return {FINETUNE_KEY: {**info, **self.extra_config}}
 
 
 @torch.no_grad()
 def classify_texts(
-    model: nn.Module, tokenizer: Any, texts: Sequence[str], *, max_length: int | None = None
+    classifier: FinetunedModel, tokenizer: Any, texts: Sequence[str], *, max_length: int | None = None
 ) -> list[dict[str, Any]]:
-    """``[{"label", "probability", "probabilities"}]`` for each text, with ``model.finetune["labels"]``."""
-    info = getattr(model, "finetune", {}) or {}
-    names = list(info.get("labels") or [])
-    if not names or not info.get("num_classes"):
+    """``[{"label", "probability", "probabilities"}]`` for each text.
+
+    ``classifier`` is what :func:`~llm_finetune.checkpoints.load_finetuned` (or
+    :func:`~llm_finetune.adapters.load_lora_adapters`) returns: the model and its labels.
+    """
+    model, info = classifier.model, classifier.info
+    names = classifier.labels
+    if not names:
         raise ConfigError(
             "expected a classifier checkpoint (config.json with finetune.labels), found a plain model; "
             "finetune one with `scratchlm finetune classify`"
@@ -412,154 +371,131 @@ def classify_texts(
 
 
 @dataclass
-class ClassifierRun:
-    """What :func:`finetune_classifier` made and measured."""
+class ClassifierRun(FinetuneRun):
+    """What :func:`finetune_classifier` made and measured (``reports``: per split, as ``eval.json``)."""
 
-    run_dir: Path
-    final_dir: Path
     labels: list[str]
     reports: dict[str, dict[str, Any]]
-    trainable_parameters: int
     truncated: int
-    steps: int
-    seconds: float
-    plots: list[Path]
+
+    def summary(self) -> dict[str, Any]:
+        """The run's JSON document, with ``<split>_accuracy`` at the top level."""
+        accuracies = {f"{split}_accuracy": r["accuracy"] for split, r in self.reports.items()}
+        return {**super().summary(), **accuracies}
+
+    def lines(self) -> list[str]:
+        """Accuracy per split, the test confusion matrix and how to use the classifier."""
+        lines = [
+            f"{split} accuracy: {r['accuracy'] * 100:.2f}% ({r['examples']} examples)"
+            for split, r in self.reports.items()
+        ]
+        if "test" in self.reports:
+            lines.append("test confusion matrix (rows: true, columns: predicted): " + ", ".join(self.labels))
+            matrix = self.reports["test"]["confusion_matrix"]
+            lines += [f"  {name:>10}: {row}" for name, row in zip(self.labels, matrix, strict=True)]
+        return [
+            *lines,
+            f"classifier: {self.final_dir}",
+            f'try: scratchlm classify {self.final_dir} "You won a prize! Call now"',
+        ]
+
+
+Splits = tuple[dict[str, list[dict[str, Any]]], list[str]]
+
+
+class ClassificationRecipe(Recipe[ClassifyConfig, Splits, ClassifierRun]):
+    """Chapter 6: a new head over the last token, trained on labelled texts, evaluated on every split."""
+
+    command = "finetune classify"
+    task = "classification"
+    modules_to_save = (HEAD,)
+
+    def __init__(self) -> None:
+        self.datasets: dict[str, ClassificationDataset] = {}
+
+    def load_data(self, config: ClassifyConfig) -> Splits:
+        return load_classification_data(
+            config.data, root=config.data_dir, labels=config.labels, balance=config.balance, seed=config.seed
+        )
+
+    def prepare(
+        self,
+        config: ClassifyConfig,
+        base: BaseModel,
+        data: Splits,
+        info: dict[str, Any],
+        echo: Callable[[str], None],
+    ) -> tuple[ClassifyConfig, ClassificationTask]:
+        splits, names = data
+        tok = base.tokenizer
+        context = model_config(base.model).context_length
+        length = min(config.max_length or context, context)
+        pad = tok.eot_token if tok.eot_token is not None else 0
+        self.datasets = {
+            split: ClassificationDataset(
+                records,
+                tok,
+                max_length=length,
+                num_classes=len(names),
+                pad_token_id=pad,
+                on_long=config.on_long,
+                name=f"{config.data} ({split})",
+            )
+            for split, records in splits.items()
+            if records
+        }
+        empty = [split for split in ("train", "val") if split not in self.datasets]
+        if empty:
+            raise DataError(
+                f"--data {config.data}: the {' and '.join(empty)} split(s) are empty; "
+                "expected enough records for a 70/10/20 split (at least 10 per class)"
+            )
+        truncated = sum(d.truncated for d in self.datasets.values())
+        if truncated:
+            echo(f"note: {truncated} text(s) longer than {length} tokens were truncated")
+        to_classifier(base.model, len(names))
+        echo(f"labels: {', '.join(names)}")
+        info = {**info, "labels": list(names), "num_classes": len(names), "max_length": length}
+        info["pad_token_id"] = pad
+        task = ClassificationTask(
+            train=self.datasets["train"],
+            val=self.datasets["val"],
+            eval_batches=config.eval_batches,
+            batch_size=config.batch_size,
+            tokenizer_name=base.tokenizer_name,
+            info=info,
+            labels=list(names),
+        )
+        return dataclasses.replace(config, max_length=length), task
+
+    def finish(
+        self, run: FinetuneRun, model: nn.Module, base: BaseModel, data: Splits, echo: Callable[[str], None]
+    ) -> ClassifierRun:
+        from llm_core.config_io import write_json_atomic
+
+        names = data[1]
+        reports = {
+            split: evaluate_classifier(model, dataset, names, batch_size=run.config.batch_size)
+            for split, dataset in self.datasets.items()
+        }
+        write_json_atomic(run.run_dir / "eval.json", reports)
+        truncated = sum(d.truncated for d in self.datasets.values())
+        return ClassifierRun(**vars(run), labels=list(names), reports=reports, truncated=truncated)
 
 
 def finetune_classifier(
-    base: str | os.PathLike[str],
-    data: str,
-    out: str | os.PathLike[str],
+    config: ClassifyConfig,
     *,
-    trainable: str = "last-block",
-    epochs: float | None = 5,
-    max_steps: int | None = None,
-    batch_size: int = 8,
-    lr: float = 5e-5,
-    weight_decay: float = 0.1,
-    tokenizer: str | None = None,
-    labels: Sequence[str] | None = None,
-    data_root: str | os.PathLike[str] | None = None,
-    balance: bool = True,
-    max_length: int | None = None,
-    on_long: str = "truncate",
-    lora: Any = None,
-    seed: int = 123,
-    eval_every: int = 50,
-    eval_batches: int = 5,
-    checkpoint_every: int = 100,
-    progress: bool = True,
-    device: str = "cpu",
     resume: bool = False,
     overwrite: bool = False,
-    echo: Any = print,
+    echo: Callable[[str], None] = print,
 ) -> ClassifierRun:
-    """Finetune ``base`` (a checkpoint directory or a preset name) as a classifier on ``data``.
+    """Finetune ``config.model`` (a checkpoint directory or a preset name) as a classifier on ``config.data``.
 
-    The book's defaults: last transformer block + final norm + new head trainable,
-    AdamW lr 5e-5, weight decay 0.1, batch 8, 5 epochs. Writes the Trainer's run
-    directory plus ``eval.json`` (train/val/test accuracy, loss, confusion matrices),
-    ``loss.png`` and ``accuracy.png`` (with matplotlib) and, for LoRA,
-    ``adapters.safetensors``.
+    The book's defaults (:class:`~llm_finetune.config.ClassifyConfig`): last transformer
+    block + final norm + new head trainable, AdamW lr 5e-5, weight decay 0.1, batch 8,
+    5 epochs. Writes the Trainer's run directory plus ``eval.json`` (train/val/test
+    accuracy, loss, confusion matrices), ``loss.png`` and ``accuracy.png`` (with
+    matplotlib) and, for LoRA, ``adapters.safetensors`` and ``merged/``.
     """
-    from llm_core.config_io import write_json_atomic
-    from llm_finetune.checkpoints import load_base, set_trainable
-    from llm_finetune.lora import ADAPTERS_FILE, LoRAConfig, save_lora_adapters
-    from llm_finetune.plots import plot_finetune_run
-    from llm_train import TrainConfig, Trainer
-    from llm_train.trainer import check_run_dir
-
-    check_run_dir(out, command=_COMMAND, resume=resume, overwrite=overwrite)  # before any loading
-
-    splits, names = load_classification_data(data, root=data_root, labels=labels, balance=balance, seed=seed)
-    loaded = load_base(base, tokenizer=tokenizer, seed=seed)
-    model, tok = loaded.model, loaded.tokenizer
-    context = model_config(model).context_length
-    length = min(max_length or context, context)
-    pad = tok.eot_token if tok.eot_token is not None else 0
-    datasets = {
-        split: ClassificationDataset(
-            records,
-            tok,
-            max_length=length,
-            num_classes=len(names),
-            pad_token_id=pad,
-            on_long=on_long,
-            name=f"{data} ({split})",
-        )
-        for split, records in splits.items()
-        if records
-    }
-    empty = [split for split in ("train", "val") if split not in datasets]
-    if empty:
-        raise DataError(
-            f"--data {data}: the {' and '.join(empty)} split(s) are empty; "
-            "expected enough records for a 70/10/20 split (at least 10 per class)"
-        )
-    truncated = sum(d.truncated for d in datasets.values())
-    if truncated:
-        echo(
-            f"note: {truncated} text(s) longer than {length} tokens were truncated (--on-long error refuses)"
-        )
-    torch.manual_seed(seed)  # the new head and LoRA's A matrices start from the seed (the book: 123)
-    to_classifier(model, len(names))
-    lora_config = (lora or LoRAConfig()) if trainable == "lora" else None
-    set_trainable(model, trainable, lora=lora_config)
-    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    echo(f"base: {loaded.source}; labels: {', '.join(names)}")
-    echo(f"trainable ({trainable}): {n_trainable:,} parameters")
-    config = TrainConfig(
-        data=str(data),
-        preset=None,
-        tokenizer=loaded.tokenizer_name,
-        epochs=None if max_steps is not None else epochs,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        eval_every=eval_every,
-        eval_batches=eval_batches,
-        checkpoint_every=checkpoint_every,
-        sample_every=0,
-        seed=seed,
-        progress=progress,
-        device=device,
-    )
-    extra = {
-        "trainable": trainable,
-        "lora": lora_config.to_dict() if lora_config else None,
-        "max_length": length,
-        "pad_token_id": pad,
-        "base": loaded.source,
-    }
-    task = ClassificationTask(
-        datasets["train"], datasets["val"], list(names), eval_batches, batch_size, extra_config=extra
-    )
-    trainer = Trainer(model, config, run_dir=out, task=task, tokenizer=tok, command=_COMMAND)
-    result = trainer.fit(resume=resume, overwrite=overwrite)
-    reports = {
-        split: evaluate_classifier(trainer.model, dataset, names, batch_size=batch_size)
-        for split, dataset in datasets.items()
-    }
-    run_dir = Path(out)
-    write_json_atomic(run_dir / "eval.json", reports)
-    if lora_config is not None:
-        save_lora_adapters(
-            trainer.model,
-            run_dir / ADAPTERS_FILE,
-            lora_config,
-            modules_to_save=["out_head"],
-            extra={**extra, "labels": list(names), "num_classes": len(names)},
-        )
-    plots = plot_finetune_run(run_dir, echo=echo)
-    return ClassifierRun(
-        run_dir=run_dir,
-        final_dir=result.final_dir,
-        labels=list(names),
-        reports=reports,
-        trainable_parameters=n_trainable,
-        truncated=truncated,
-        steps=result.steps,
-        seconds=result.seconds,
-        plots=plots,
-    )
+    return run_recipe(ClassificationRecipe(), config, resume=resume, overwrite=overwrite, echo=echo)

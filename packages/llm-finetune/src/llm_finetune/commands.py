@@ -1,20 +1,51 @@
 """The ``scratchlm`` commands of llm-finetune: ``finetune classify|instruct|dpo``, ``classify``, ``chat``.
 
-torch is imported inside each command so ``scratchlm --help`` stays fast.
+The three ``finetune`` commands share one body and one table of options
+(:data:`OPTIONS`): each option is written once, defaults to "not given", and fills
+the config field of the same name (:mod:`llm_finetune.config`), whose default is
+shown in ``--help``. Settings come from ``--config FILE``, then ``--set KEY=VALUE``,
+then the named options; a config file may name the base (``model``), the data and
+the run directory (``out``), so ``scratchlm finetune instruct --config my.toml``
+is a whole command. torch is imported inside each command so ``scratchlm --help``
+stays fast.
 """
 
 from __future__ import annotations
 
-import json
+import copy
+import dataclasses
+import importlib
+import inspect
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from llm_model.commands import Dtype, Force, NoVerify
+from llm_core.cli_options import (
+    AsJson,
+    ConfigFile,
+    Device,
+    Dtype,
+    Force,
+    MaxNewTokens,
+    ModelArg,
+    NoVerify,
+    Overwrite,
+    Progress,
+    Quantize,
+    Resume,
+    Seed,
+    SetOverrides,
+    deprecated,
+    echo_json,
+    parse_overrides,
+)
+from llm_finetune.config import ClassifyConfig, DPOConfig, FinetuneConfig, InstructConfig
 
 __all__ = [
+    "OPTIONS",
     "chat_command",
     "classify_command",
     "finetune_app",
@@ -29,352 +60,238 @@ finetune_app = typer.Typer(
     rich_markup_mode=None,
 )
 
-# -- options shared by the three finetune commands ------------------------------------
-Base = Annotated[
-    str,
-    typer.Option(
-        "--base", help="A checkpoint directory, or a preset name (tiny, gpt2-124m…) for a random model."
+
+def _given(option: Any, kind: Any = None, help: str | None = None) -> Any:
+    """A shared option of :mod:`llm_core.cli_options` whose value is None when it is not given."""
+    info = copy.copy(option.__metadata__[0])
+    if help is not None:
+        info.help = help
+    return Annotated[Optional[kind or option.__origin__], info]
+
+
+def _option(flag: str, help: str, kind: Any = str) -> Any:
+    return Annotated[Optional[kind], typer.Option(flag, help=help)]
+
+
+#: Every option of the finetune commands, by parameter name; each fills the config field of
+#: its name (``lora_*``: the ``lora`` table), except the run's own flags (:data:`_RUN_FLAGS`).
+OPTIONS: dict[str, Any] = {
+    "model": Annotated[
+        Optional[str],
+        typer.Argument(
+            metavar="MODEL",
+            help="The base: a checkpoint directory, or a preset name (tiny, gpt2-124m…) for a random "
+            "model [or `model` in --config].",
+            show_default=False,
+        ),
+    ],
+    "out": _option(
+        "--out", "Run directory: checkpoints, metrics.jsonl, final/ [or `out` in --config].", Path
     ),
-]
-Out = Annotated[Path, typer.Option("--out", help="Run directory: checkpoints, metrics.jsonl, final/.")]
-Trainable = Annotated[str, typer.Option("--trainable", help="What trains: head, last-block, all or lora.")]
-Epochs = Annotated[Optional[float], typer.Option("--epochs", help="Passes over the training split.")]
-MaxSteps = Annotated[
-    Optional[int], typer.Option("--max-steps", help="Optimizer steps (instead of --epochs).")
-]
-BatchSize = Annotated[int, typer.Option("--batch-size", help="Examples per step.")]
-WeightDecay = Annotated[float, typer.Option("--weight-decay", help="AdamW weight decay.")]
+    "config": ConfigFile,
+    "set_": SetOverrides,
+    "trainable": _option("--trainable", "What trains: head, last-block, all or lora."),
+    "epochs": _option("--epochs", "Passes over the training split.", float),
+    "max_steps": _option("--max-steps", "Optimizer steps (instead of --epochs).", int),
+    "batch_size": _option("--batch-size", "Examples per step.", int),
+    "lr": _option("--lr", "Learning rate.", float),
+    "weight_decay": _option("--weight-decay", "AdamW weight decay.", float),
+    "tokenizer": _option(
+        "--tokenizer", "Tokenizer name or BPE .json [default: the base checkpoint's, else gpt2]."
+    ),
+    "lora_rank": _option("--lora-rank", "LoRA rank r (with --trainable lora).", int),
+    "lora_alpha": _option("--lora-alpha", "LoRA alpha (the update is scaled by alpha/rank).", float),
+    "lora_dropout": _option("--lora-dropout", "Dropout on the LoRA input.", float),
+    "lora_target": _option(
+        "--lora-target", "Glob (or re:REGEX) over layer names to adapt, repeatable.", list[str]
+    ),
+    "eval_every": _option("--eval-every", "Steps between evaluations (0: off).", int),
+    "eval_batches": _option("--eval-batches", "Batches per evaluation and split.", int),
+    "checkpoint_every": _option(
+        "--checkpoint-every", "Steps between checkpoints (0: only the last step's and final/).", int
+    ),
+    "seed": _given(Seed, help="Seed of the new weights, dropout, data split and order."),
+    "device": _given(Device),
+    "dtype": _given(Dtype),
+    "progress": _given(Progress),
+    # each recipe's own
+    "labels": _option("--labels", "Comma list fixing the label names and order: ham,spam."),
+    "data_dir": _option("--data-dir", "Local directory of a registered dataset's files.", Path),
+    "balance": _option("--balance/--no-balance", "Undersample classes to the smallest (the book).", bool),
+    "max_length": _option("--max-length", "Tokens per text [default: the model's context].", int),
+    "on_long": _option("--on-long", "Texts longer than the context: truncate (counted) or error."),
+    "template": _option("--template", "Prompt template: alpaca or llama [default: the base's, else alpaca]."),
+    "mask_prompt": _option("--mask-prompt/--no-mask-prompt", "Leave prompt tokens out of the loss.", bool),
+    "max_new_tokens": _given(MaxNewTokens, help="Longest generated test response."),
+    "test_limit": _option("--test-limit", "Generate for the first N test records (0: none).", int),
+    "beta": _option("--beta", "DPO temperature: how far from the reference.", float),
+    # the run's own flags (not config fields)
+    "resume": Resume,
+    "overwrite": Overwrite,
+    "no_verify": NoVerify,
+    "as_json": AsJson,
+    "base": Annotated[
+        Optional[str],
+        typer.Option("--base", hidden=True, help="Deprecated spelling of the positional MODEL."),
+    ],
+}
+_RUN_FLAGS = {"resume": False, "overwrite": False, "no_verify": False, "as_json": False}
+_NOT_FIELDS = {"config", "set_", "base", *_RUN_FLAGS}
+_FIELD = {"lora_rank": "lora.rank", "lora_alpha": "lora.alpha", "lora_dropout": "lora.dropout"}
+_FIELD["lora_target"] = "lora.targets"
+#: The options every finetune command has, in order (after MODEL and --data).
+_COMMON = tuple(OPTIONS)[1 : tuple(OPTIONS).index("progress") + 1]
+_DATA_HELP = {
+    "classify": "sms-spam (a registered dataset) or a file: label<TAB>text, .json, .jsonl.",
+    "instruct": "instructions (registered) or a JSON list of {instruction, input, output}.",
+    "dpo": "A JSON list of {instruction, input, chosen, rejected} records.",
+}
+#: kind -> (config class, "module:function" of its recipe, its own options)
+_RECIPES: dict[str, tuple[type[FinetuneConfig], str, tuple[str, ...]]] = {
+    "classify": (
+        ClassifyConfig,
+        "classifier:finetune_classifier",
+        ("labels", "data_dir", "balance", "max_length", "on_long"),
+    ),
+    "instruct": (
+        InstructConfig,
+        "instruct:finetune_instructions",
+        ("template", "mask_prompt", "data_dir", "on_long", "max_new_tokens", "test_limit"),
+    ),
+    "dpo": (DPOConfig, "dpo:finetune_dpo", ("beta", "template")),
+}
+
+
+def _default(cls: type[FinetuneConfig], field: str) -> Any:
+    """The dataclass default of ``field`` (dotted: ``lora.rank``)."""
+    owner: Any = cls
+    for part in field.split("."):
+        found = {f.name: f for f in dataclasses.fields(owner)}[part]
+        factory = found.default_factory
+        value = factory() if factory is not dataclasses.MISSING else found.default
+        owner = type(value) if dataclasses.is_dataclass(value) else None
+    return value
+
+
+def _parameter(kind: str, name: str) -> inspect.Parameter:
+    """The ``name`` option of ``finetune KIND``, its help ending with the config's default."""
+    cls = _RECIPES[kind][0]
+    annotation = OPTIONS[name] if name != "data" else _option("--data", _DATA_HELP[kind])
+    field = _FIELD.get(name, name)
+    if name not in _NOT_FIELDS and name != "model":
+        default = _default(cls, field)
+        info = copy.copy(annotation.__metadata__[0])
+        if default not in (None, "") and "[default" not in (info.help or ""):
+            shown = ",".join(default) if isinstance(default, list) else default
+            info.help = f"{info.help} [default: {shown}]"
+        annotation = Annotated[annotation.__origin__, info]
+    kind_ = inspect.Parameter.KEYWORD_ONLY
+    return inspect.Parameter(name, kind_, annotation=annotation, default=_RUN_FLAGS.get(name))
+
+
+def _finetune_command(kind: str, doc: str) -> Callable[..., None]:
+    """``finetune KIND``: the shared options plus the recipe's own, all run by :func:`_finetune`."""
+
+    def command(**options: Any) -> None:
+        _finetune(kind, options)
+
+    names = ("model", "data", *_COMMON, *_RECIPES[kind][2], *_RUN_FLAGS, "base")
+    params = [_parameter(kind, name) for name in names]
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = doc
+    command.__name__ = command.__qualname__ = f"finetune_{kind}_command"
+    return command
+
+
+def _value(name: str, value: Any) -> Any:
+    if name == "labels":
+        return [label.strip() for label in value.split(",")]
+    return str(value) if isinstance(value, Path) else value
+
+
+def _finetune(kind: str, options: dict[str, Any]) -> None:
+    """Build the recipe's config from ``--config``, ``--set`` and the options; run it; report."""
+    from llm_core.errors import ConfigError
+    from llm_model.checkpoint import checksum_verification
+    from llm_train.config import load_config
+
+    cls, where, _ = _RECIPES[kind]
+    if options["base"] is not None:
+        deprecated("--base", "the positional MODEL")
+        if options["model"] is not None:
+            raise ConfigError("give the base model once: as MODEL (--base is its old spelling)")
+        options["model"] = options["base"]
+    as_json = options["as_json"]
+    if as_json:
+        options["progress"] = False  # stdout holds the one JSON document
+    named = {
+        _FIELD.get(k, k): _value(k, v) for k, v in options.items() if k not in _NOT_FIELDS and v is not None
+    }
+    config = load_config(cls, options["config"], sets=parse_overrides(options["set_"]), **named)
+    module, function = where.split(":")
+    finetune = getattr(importlib.import_module(f"llm_finetune.{module}"), function)
+    echo = (lambda text: typer.echo(text, err=True)) if as_json else typer.echo
+    with checksum_verification(not options["no_verify"]):  # the base checkpoint
+        run = finetune(config, resume=options["resume"], overwrite=options["overwrite"], echo=echo)
+    if as_json:
+        echo_json(run.summary())
+        return
+    for line in run.lines():
+        typer.echo(line)
+
+
+finetune_classify_command = _finetune_command(
+    "classify", "Finetune a model as a text classifier (the book's chapter 6: spam or not)."
+)
+finetune_instruct_command = _finetune_command(
+    "instruct", "Instruction-finetune a model (the book's chapter 7) and answer the test split."
+)
+finetune_dpo_command = _finetune_command(
+    "dpo", "Preference-tune a model with DPO against a frozen copy of itself (chapter 7's bonus)."
+)
+finetune_app.command("classify")(finetune_classify_command)
+finetune_app.command("instruct")(finetune_instruct_command)
+finetune_app.command("dpo")(finetune_dpo_command)
+
+
+def _load_with_tokenizer(
+    model: Path, tokenizer: str | None, device: str, dtype: str, force: bool = False
+) -> tuple[Any, Any]:
+    from llm_data import get_tokenizer
+    from llm_finetune.checkpoints import load_finetuned
+    from llm_model.loading import load_options
+
+    with load_options(dtype=dtype, force=force):
+        loaded = load_finetuned(model, map_location=device)
+    return loaded, get_tokenizer(tokenizer or loaded.tokenizer_name)
+
+
 Tokenizer = Annotated[
     Optional[str],
-    typer.Option(
-        "--tokenizer", help="Tokenizer name or BPE .json [default: the base checkpoint's, else gpt2]."
-    ),
+    typer.Option("--tokenizer", help="Tokenizer name or BPE .json [default: the checkpoint's, else gpt2]."),
 ]
-LoraRank = Annotated[int, typer.Option("--lora-rank", help="LoRA rank r (with --trainable lora).")]
-LoraAlpha = Annotated[float, typer.Option("--lora-alpha", help="LoRA alpha (update scaled by alpha/rank).")]
-LoraDropout = Annotated[float, typer.Option("--lora-dropout", help="Dropout on the LoRA input.")]
-LoraTarget = Annotated[
-    Optional[list[str]],
-    typer.Option(
-        "--lora-target",
-        help="Glob (or re:REGEX) over layer names to adapt, repeatable [default: trf_blocks.*].",
-    ),
-]
-Seed = Annotated[int, typer.Option("--seed", help="Seed of the head, dropout, data split and order.")]
-EvalEvery = Annotated[int, typer.Option("--eval-every", help="Steps between evaluations (0: off).")]
-EvalBatches = Annotated[int, typer.Option("--eval-batches", help="Batches per evaluation and split.")]
-CheckpointEvery = Annotated[
-    int,
-    typer.Option(
-        "--checkpoint-every", help="Steps between checkpoints (0: only the last step's and final/)."
-    ),
-]
-Device = Annotated[str, typer.Option("--device", help="cpu, cuda, …")]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue the newest checkpoint in --out.")]
-Overwrite = Annotated[
-    bool,
-    typer.Option("--overwrite", help="Start a fresh run in --out even if not empty (old checkpoints go)."),
-]
-Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
-OnLong = Annotated[
-    str, typer.Option("--on-long", help="Texts longer than the context: truncate (counted) or error.")
-]
-Template = Annotated[
-    Optional[str],
-    typer.Option("--template", help="Prompt template: alpaca or llama [default: the base's, else alpaca]."),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print a JSON object.")]
-
-
-def _lora(rank: int, alpha: float, dropout: float, targets: list[str] | None) -> Any:
-    from llm_finetune.lora import LoRAConfig
-
-    return LoRAConfig(rank=rank, alpha=alpha, dropout=dropout, targets=list(targets or ["trf_blocks.*"]))
-
-
-@finetune_app.command("classify")
-def finetune_classify_command(
-    base: Base,
-    data: Annotated[
-        str,
-        typer.Option(
-            "--data", help="sms-spam (a registered dataset) or a file: label<TAB>text, .json, .jsonl."
-        ),
-    ],
-    out: Out,
-    trainable: Trainable = "last-block",
-    epochs: Epochs = None,
-    max_steps: MaxSteps = None,
-    batch_size: BatchSize = 8,
-    lr: Annotated[float, typer.Option("--lr", help="Learning rate.")] = 5e-5,
-    weight_decay: WeightDecay = 0.1,
-    tokenizer: Tokenizer = None,
-    labels: Annotated[
-        Optional[str], typer.Option("--labels", help="Comma list fixing the label names and order: ham,spam.")
-    ] = None,
-    data_dir: Annotated[
-        Optional[Path], typer.Option("--data-dir", help="Local directory of a registered dataset's files.")
-    ] = None,
-    balance: Annotated[
-        bool, typer.Option("--balance/--no-balance", help="Undersample classes to the smallest (the book).")
-    ] = True,
-    max_length: Annotated[
-        Optional[int], typer.Option("--max-length", help="Tokens per text [default: the model's context].")
-    ] = None,
-    on_long: OnLong = "truncate",
-    lora_rank: LoraRank = 8,
-    lora_alpha: LoraAlpha = 16.0,
-    lora_dropout: LoraDropout = 0.0,
-    lora_target: LoraTarget = None,
-    seed: Seed = 123,
-    eval_every: EvalEvery = 50,
-    eval_batches: EvalBatches = 5,
-    checkpoint_every: CheckpointEvery = 100,
-    device: Device = "cpu",
-    resume: Resume = False,
-    overwrite: Overwrite = False,
-    no_verify: NoVerify = False,
-    progress: Progress = True,
-    as_json: AsJson = False,
-) -> None:
-    """Finetune a model as a text classifier (the book's chapter 6: spam or not); 5 epochs by default."""
-    from llm_finetune.classifier import finetune_classifier
-    from llm_model.checkpoint import checksum_verification
-
-    echo = _echo(as_json)
-    with checksum_verification(not no_verify):  # the base checkpoint
-        run = finetune_classifier(
-            base,
-            data,
-            out,
-            trainable=trainable,
-            epochs=epochs if epochs is not None or max_steps is not None else 5,
-            max_steps=max_steps,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            tokenizer=tokenizer,
-            labels=[s.strip() for s in labels.split(",")] if labels else None,
-            data_root=data_dir,
-            balance=balance,
-            max_length=max_length,
-            on_long=on_long,
-            lora=_lora(lora_rank, lora_alpha, lora_dropout, lora_target),
-            seed=seed,
-            eval_every=eval_every,
-            eval_batches=eval_batches,
-            checkpoint_every=checkpoint_every,
-            progress=progress and not as_json,
-            device=device,
-            resume=resume,
-            overwrite=overwrite,
-            echo=echo,
-        )
-    if as_json:
-        record = {
-            "run_dir": str(run.run_dir),
-            "final_dir": str(run.final_dir),
-            "labels": run.labels,
-            "steps": run.steps,
-            "seconds": run.seconds,
-            "trainable_parameters": run.trainable_parameters,
-            "truncated": run.truncated,
-            **{f"{split}_accuracy": r["accuracy"] for split, r in run.reports.items()},
-            "reports": run.reports,
-        }
-        typer.echo(json.dumps(record, indent=2))
-        return
-    for split, report in run.reports.items():
-        typer.echo(f"{split} accuracy: {report['accuracy'] * 100:.2f}% ({report['examples']} examples)")
-    if "test" in run.reports:
-        matrix = run.reports["test"]["confusion_matrix"]
-        typer.echo("test confusion matrix (rows: true, columns: predicted): " + ", ".join(run.labels))
-        for name, row in zip(run.labels, matrix, strict=True):
-            typer.echo(f"  {name:>10}: {row}")
-    typer.echo(f"classifier: {run.final_dir}")
-    typer.echo(f'try: scratchlm classify {run.final_dir} "You won a prize! Call now"')
-
-
-@finetune_app.command("instruct")
-def finetune_instruct_command(
-    base: Base,
-    data: Annotated[
-        str,
-        typer.Option(
-            "--data", help="instructions (registered) or a JSON list of {instruction, input, output}."
-        ),
-    ],
-    out: Out,
-    template: Template = None,
-    trainable: Trainable = "all",
-    mask_prompt: Annotated[
-        bool, typer.Option("--mask-prompt/--no-mask-prompt", help="Leave prompt tokens out of the loss.")
-    ] = False,
-    epochs: Epochs = None,
-    max_steps: MaxSteps = None,
-    batch_size: BatchSize = 8,
-    lr: Annotated[float, typer.Option("--lr", help="Learning rate.")] = 5e-5,
-    weight_decay: WeightDecay = 0.1,
-    tokenizer: Tokenizer = None,
-    data_dir: Annotated[
-        Optional[Path], typer.Option("--data-dir", help="Local directory of a registered dataset's files.")
-    ] = None,
-    on_long: OnLong = "truncate",
-    max_new_tokens: Annotated[
-        int, typer.Option("--max-new-tokens", help="Longest generated test response.")
-    ] = 256,
-    test_limit: Annotated[
-        Optional[int], typer.Option("--test-limit", help="Generate for the first N test records (0: none).")
-    ] = None,
-    lora_rank: LoraRank = 8,
-    lora_alpha: LoraAlpha = 16.0,
-    lora_dropout: LoraDropout = 0.0,
-    lora_target: LoraTarget = None,
-    seed: Seed = 123,
-    eval_every: EvalEvery = 50,
-    eval_batches: EvalBatches = 5,
-    checkpoint_every: CheckpointEvery = 100,
-    device: Device = "cpu",
-    resume: Resume = False,
-    overwrite: Overwrite = False,
-    no_verify: NoVerify = False,
-    progress: Progress = True,
-) -> None:
-    """Instruction-finetune a model (the book's chapter 7; 2 epochs by default) and answer the test split."""
-    from llm_finetune.instruct import finetune_instructions
-    from llm_model.checkpoint import checksum_verification
-
-    with checksum_verification(not no_verify):  # the base checkpoint
-        run = finetune_instructions(
-            base,
-            data,
-            out,
-            template=template,
-            trainable=trainable,
-            mask_prompt=mask_prompt,
-            epochs=epochs if epochs is not None or max_steps is not None else 2,
-            max_steps=max_steps,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            tokenizer=tokenizer,
-            data_root=data_dir,
-            on_long=on_long,
-            lora=_lora(lora_rank, lora_alpha, lora_dropout, lora_target),
-            max_new_tokens=max_new_tokens,
-            test_limit=test_limit,
-            seed=seed,
-            eval_every=eval_every,
-            eval_batches=eval_batches,
-            checkpoint_every=checkpoint_every,
-            progress=progress,
-            device=device,
-            resume=resume,
-            overwrite=overwrite,
-            echo=typer.echo,
-        )
-    val = "n/a" if run.val_loss is None else f"{run.val_loss:.4f}"
-    typer.echo(f"done: {run.steps} steps, val loss {val}")
-    if run.responses_file:
-        typer.echo(f"test responses: {run.responses_file}")
-    typer.echo(f"model: {run.final_dir}")
-    typer.echo(f"try: scratchlm chat {run.final_dir}")
-
-
-@finetune_app.command("dpo")
-def finetune_dpo_command(
-    base: Base,
-    data: Annotated[
-        str, typer.Option("--data", help="A JSON list of {instruction, input, chosen, rejected} records.")
-    ],
-    out: Out,
-    beta: Annotated[float, typer.Option("--beta", help="DPO temperature: how far from the reference.")] = 0.1,
-    template: Template = None,
-    trainable: Trainable = "all",
-    epochs: Epochs = None,
-    max_steps: MaxSteps = None,
-    batch_size: BatchSize = 8,
-    lr: Annotated[float, typer.Option("--lr", help="Learning rate.")] = 5e-6,
-    weight_decay: WeightDecay = 0.01,
-    tokenizer: Tokenizer = None,
-    lora_rank: LoraRank = 8,
-    lora_alpha: LoraAlpha = 16.0,
-    lora_dropout: LoraDropout = 0.0,
-    lora_target: LoraTarget = None,
-    seed: Seed = 123,
-    eval_every: EvalEvery = 5,
-    eval_batches: EvalBatches = 5,
-    checkpoint_every: CheckpointEvery = 100,
-    device: Device = "cpu",
-    resume: Resume = False,
-    overwrite: Overwrite = False,
-    no_verify: NoVerify = False,
-    progress: Progress = True,
-) -> None:
-    """Preference-tune a model with DPO against a frozen copy of itself (chapter 7 bonus; 1 epoch)."""
-    from llm_finetune.dpo import finetune_dpo
-    from llm_model.checkpoint import checksum_verification
-
-    with checksum_verification(not no_verify):  # the base checkpoint
-        run = finetune_dpo(
-            base,
-            data,
-            out,
-            template=template,
-            beta=beta,
-            trainable=trainable,
-            epochs=epochs if epochs is not None or max_steps is not None else 1,
-            max_steps=max_steps,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            tokenizer=tokenizer,
-            lora=_lora(lora_rank, lora_alpha, lora_dropout, lora_target),
-            seed=seed,
-            eval_every=eval_every,
-            eval_batches=eval_batches,
-            checkpoint_every=checkpoint_every,
-            progress=progress,
-            device=device,
-            resume=resume,
-            overwrite=overwrite,
-            echo=typer.echo,
-        )
-    if run.initial_margin is not None and run.final_margin is not None:
-        typer.echo(f"val reward margin: {run.initial_margin:.4f} -> {run.final_margin:.4f}")
-    typer.echo(f"done: {run.steps} steps; model: {run.final_dir}")
-
-
-def _echo(quiet: bool) -> Any:
-    return (lambda text: typer.echo(text, err=True)) if quiet else typer.echo
-
-
-def _load_with_tokenizer(checkpoint: Path, tokenizer: str | None, device: str = "cpu") -> tuple[Any, Any]:
-    from llm_data import get_tokenizer
-    from llm_finetune.checkpoints import DEFAULT_TOKENIZER, load_finetuned
-
-    model = load_finetuned(checkpoint, map_location=device)
-    name = tokenizer or getattr(model, "checkpoint_config", {}).get("tokenizer") or DEFAULT_TOKENIZER
-    return model, get_tokenizer(name)
 
 
 def classify_command(
-    checkpoint: Annotated[Path, typer.Argument(help="A classifier made by `scratchlm finetune classify`.")],
+    model: ModelArg,
     texts: Annotated[list[str], typer.Argument(help="Text(s) to classify.")],
     tokenizer: Tokenizer = None,
+    device: Device = "cpu",
+    dtype: Dtype = "auto",
     as_json: AsJson = False,
     no_verify: NoVerify = False,
 ) -> None:
-    """Classify TEXT(s) with a finetuned classifier: the label and its probability."""
+    """Classify TEXT(s) with a classifier from `scratchlm finetune classify`: label and probability."""
     from llm_finetune.classifier import classify_texts
     from llm_model.checkpoint import checksum_verification
 
     with checksum_verification(not no_verify):
-        model, tok = _load_with_tokenizer(checkpoint, tokenizer)
-    results = classify_texts(model, tok, texts)
+        loaded, tok = _load_with_tokenizer(model, tokenizer, device, dtype)
+    results = classify_texts(loaded, tok, texts)
     if as_json:
         records = [{"text": t, **r} for t, r in zip(texts, results, strict=True)]
-        typer.echo(json.dumps(records[0] if len(records) == 1 else records, indent=2))
+        echo_json(records[0] if len(records) == 1 else records)
         return
     for text, result in zip(texts, results, strict=True):
         shown = text if len(text) <= 60 else text[:57] + "..."
@@ -382,7 +299,7 @@ def classify_command(
 
 
 def chat_command(
-    checkpoint: Annotated[Path, typer.Argument(help="An instruction-finetuned checkpoint.")],
+    model: ModelArg,
     template: Annotated[
         Optional[str],
         typer.Option(
@@ -391,36 +308,37 @@ def chat_command(
             "template of its own tokenizer, else alpaca].",
         ),
     ] = None,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Longest answer.")] = 256,
+    max_new_tokens: MaxNewTokens = 256,
     temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy.")] = 0.0,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Sample among the k likeliest.")] = None,
+    top_k: Annotated[
+        Optional[int],
+        typer.Option("--top-k", help="Sample among the k likeliest."),
+    ] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for sampling.")] = None,
     tokenizer: Tokenizer = None,
     device: Device = "cpu",
-    no_verify: NoVerify = False,
     dtype: Dtype = "auto",
+    quantize: Quantize = "none",
+    no_verify: NoVerify = False,
     force: Force = False,
 ) -> None:
     """Chat with an instruction-finetuned model: one instruction per line, Ctrl-D to quit."""
+    from llm_core.errors import ConfigError
     from llm_finetune.chat import chat_loop
     from llm_finetune.templates import CheckpointChatTemplate, PromptTemplate, get_template
     from llm_model.checkpoint import checksum_verification
-    from llm_model.loading import load_options
 
-    with checksum_verification(not no_verify), load_options(dtype=dtype, force=force):
-        model, tok = _load_with_tokenizer(checkpoint, tokenizer, device)
-    info = getattr(model, "finetune", {}) or {}
-    if info.get("num_classes"):
-        from llm_core.errors import ConfigError
-
-        raise ConfigError(
-            f"{checkpoint}: expected a language model, found a classifier; use `scratchlm classify`"
-        )
+    with checksum_verification(not no_verify):
+        loaded, tok = _load_with_tokenizer(model, tokenizer, device, dtype, force)
+    if loaded.labels:
+        raise ConfigError(f"{model}: expected a language model, found a classifier; use `scratchlm classify`")
+    network = _quantized(loaded.model, quantize)
     chosen: PromptTemplate
-    if template is None and not info.get("template") and getattr(tok, "chat_template", None) is not None:
+    saved = loaded.info.get("template")
+    if template is None and not saved and getattr(tok, "chat_template", None) is not None:
         chosen = CheckpointChatTemplate(tokenizer=tok)
     else:
-        chosen = get_template(template or info.get("template") or "alpaca")
+        chosen = get_template(template or saved or "alpaca")
     interactive = sys.stdin.isatty()
 
     def write(text: str) -> None:
@@ -428,9 +346,9 @@ def chat_command(
         sys.stdout.flush()
 
     if interactive:
-        typer.echo(f"chatting with {checkpoint} (template {chosen.name}); Ctrl-D to quit", err=True)
+        typer.echo(f"chatting with {model} (template {chosen.name}); Ctrl-D to quit", err=True)
     chat_loop(
-        model,
+        network,
         tok,
         chosen,
         sys.stdin,
@@ -441,3 +359,18 @@ def chat_command(
         top_k=top_k,
         seed=seed,
     )
+
+
+def _quantized(model: Any, mode: str) -> Any:
+    """``model`` with ``--quantize``'s weights (``llm_model.quantize``); ``none`` leaves it as loaded."""
+    if mode == "none":
+        return model
+    from llm_core.errors import MissingDependencyError
+
+    try:
+        from llm_model.quantize import quantize_model  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        raise MissingDependencyError(
+            f"--quantize {mode}: this llm-model has no llm_model.quantize; upgrade llm-model"
+        ) from None
+    return quantize_model(model, mode)

@@ -12,6 +12,7 @@ and their margin are logged with every evaluation (``train_reward_margin``,
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -22,11 +23,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from llm_core.errors import ConfigError, DataError
+from llm_core.errors import DataError
+from llm_finetune.checkpoints import BaseModel
+from llm_finetune.config import DPOConfig
+from llm_finetune.recipe import FinetuneRun, Recipe, run_recipe
+from llm_finetune.tasks import FinetuneTask
 from llm_finetune.templates import PromptTemplate, get_template
 from llm_model import model_config
 
 __all__ = [
+    "DPORecipe",
     "DPORun",
     "DPOTask",
     "PreferenceDataset",
@@ -37,9 +43,6 @@ __all__ = [
     "load_preference_file",
     "response_logprobs",
 ]
-
-#: The command whose output directory a run is (its marker, llm_core.output_dirs).
-_COMMAND = "finetune dpo"
 
 Batch = tuple[torch.Tensor, ...]
 REQUIRED = ("instruction", "chosen", "rejected")
@@ -159,29 +162,23 @@ def dpo_loss(
     return loss.mean(), chosen_rewards.mean(), rejected_rewards.mean()
 
 
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
 @dataclass
-class DPOTask:
+class DPOTask(FinetuneTask):
     """The Trainer's task for DPO; ``reference`` is frozen and never trained."""
 
     name = "dpo"
 
-    train: PreferenceDataset
-    val: PreferenceDataset
     reference: nn.Module
     beta: float
     pad_token_id: int
     max_length: int
-    eval_batches: int
-    batch_size: int
-    extra_config: dict[str, Any]
 
     def collate(self, items: list[Any]) -> Batch:
         return collate_preferences(items, self.pad_token_id, self.max_length)
-
-    def loader(self, batch_size: int, seed: int) -> Any:
-        from llm_train import DatasetLoader
-
-        return DatasetLoader(self.train, batch_size=batch_size, seed=seed, collate=self.collate)
 
     def _terms(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         chosen, chosen_mask, rejected, rejected_mask = batch
@@ -200,159 +197,111 @@ class DPOTask:
     def evaluate(self, model: nn.Module) -> dict[str, float | None]:
         result: dict[str, float | None] = {}
         for split, dataset in (("train", self.train), ("val", self.val)):
-            sums, count = [0.0, 0.0, 0.0], 0
-            for start in range(0, min(len(dataset), self.eval_batches * self.batch_size), self.batch_size):
-                items = [dataset[i] for i in range(start, min(start + self.batch_size, len(dataset)))]
-                terms = self._terms(model, self.collate(items))
-                sums = [s + t.item() for s, t in zip(sums, terms, strict=True)]
-                count += 1
-            values = [s / count for s in sums] if count else [None, None, None]
-            result[f"{split}_loss"] = values[0]
-            result[f"{split}_chosen_reward"] = values[1]
-            result[f"{split}_rejected_reward"] = values[2]
-            result[f"{split}_reward_margin"] = None if not count else values[1] - values[2]  # type: ignore[operator]
+            terms = [self._terms(model, batch) for batch in self.eval_chunks(dataset)]
+            loss, chosen, rejected = ([t[i].item() for t in terms] for i in range(3))
+            result[f"{split}_loss"] = _mean(loss)
+            result[f"{split}_chosen_reward"] = _mean(chosen)
+            result[f"{split}_rejected_reward"] = _mean(rejected)
+            result[f"{split}_reward_margin"] = _mean([c - r for c, r in zip(chosen, rejected, strict=True)])
         return result
-
-    def examples_per_epoch(self) -> int:
-        return len(self.train)
 
     def tokens(self, batch: Batch) -> int:
         return int(batch[0].numel() + batch[2].numel())
 
-    def checkpoint_config(self) -> dict[str, Any]:
-        from llm_finetune.checkpoints import FINETUNE_KEY
-
-        return {FINETUNE_KEY: {"task": "dpo", "beta": self.beta, **self.extra_config}}
-
 
 @dataclass
-class DPORun:
+class DPORun(FinetuneRun):
     """What :func:`finetune_dpo` made and measured (reward margins on the val split)."""
 
-    run_dir: Path
-    final_dir: Path
     initial_margin: float | None
     final_margin: float | None
-    steps: int
-    seconds: float
+
+    def lines(self) -> list[str]:
+        """The reward margin before and after, and the run's summary."""
+        lines = super().lines()
+        if self.initial_margin is not None and self.final_margin is not None:
+            lines.insert(0, f"val reward margin: {self.initial_margin:.4f} -> {self.final_margin:.4f}")
+        return lines
+
+
+PreferenceSplits = dict[str, list[dict[str, str]]]
+
+
+class DPORecipe(Recipe[DPOConfig, PreferenceSplits, DPORun]):
+    """Chapter 7's bonus: prefer ``chosen`` over ``rejected`` against a frozen copy of the base."""
+
+    command = "finetune dpo"
+    task = "dpo"
+
+    def load_data(self, config: DPOConfig) -> PreferenceSplits:
+        splits = load_preference_data(config.data)
+        if not (splits["val"] or splits["test"]):
+            raise DataError(f"{config.data}: too few records for a validation split; expected at least 10")
+        return splits
+
+    def prepare(
+        self,
+        config: DPOConfig,
+        base: BaseModel,
+        data: PreferenceSplits,
+        info: dict[str, Any],
+        echo: Callable[[str], None],
+    ) -> tuple[DPOConfig, DPOTask]:
+        config = dataclasses.replace(
+            config, template=config.template or base.info.get("template") or "alpaca"
+        )
+        template = get_template(str(config.template))
+        reference = copy.deepcopy(base.model).eval()  # before any LoRA layer or freezing
+        for param in reference.parameters():
+            param.requires_grad_(False)
+        tok = base.tokenizer
+        echo(f"reference: a frozen copy of the base; beta {config.beta}; template: {config.template}")
+        task = DPOTask(
+            train=PreferenceDataset(data["train"], tok, template),
+            val=PreferenceDataset(data["val"] or data["test"], tok, template),
+            eval_batches=config.eval_batches,
+            batch_size=config.batch_size,
+            tokenizer_name=base.tokenizer_name,
+            info={**info, "template": config.template, "beta": config.beta},
+            reference=reference,
+            beta=config.beta,
+            pad_token_id=tok.eot_token if tok.eot_token is not None else 0,
+            max_length=model_config(base.model).context_length,
+        )
+        return config, task
+
+    def finish(
+        self,
+        run: FinetuneRun,
+        model: nn.Module,
+        base: BaseModel,
+        data: PreferenceSplits,
+        echo: Callable[[str], None],
+    ) -> DPORun:
+        from llm_train import read_metrics
+
+        margins = [
+            r["val_reward_margin"]
+            for r in read_metrics(run.run_dir / "metrics.jsonl")
+            if r.get("kind") == "eval" and r.get("val_reward_margin") is not None
+        ]
+        return DPORun(
+            **vars(run),
+            initial_margin=margins[0] if margins else None,
+            final_margin=margins[-1] if margins else None,
+        )
 
 
 def finetune_dpo(
-    base: str | os.PathLike[str],
-    data: str,
-    out: str | os.PathLike[str],
+    config: DPOConfig,
     *,
-    template: str | None = None,
-    beta: float = 0.1,
-    trainable: str = "all",
-    epochs: float | None = 1,
-    max_steps: int | None = None,
-    batch_size: int = 8,
-    lr: float = 5e-6,
-    weight_decay: float = 0.01,
-    tokenizer: str | None = None,
-    lora: Any = None,
-    seed: int = 123,
-    eval_every: int = 5,
-    eval_batches: int = 5,
-    checkpoint_every: int = 100,
-    progress: bool = True,
-    device: str = "cpu",
     resume: bool = False,
     overwrite: bool = False,
     echo: Callable[[str], None] = print,
 ) -> DPORun:
-    """DPO of ``base`` on preference ``data`` (book defaults: beta 0.1, 1 epoch, AdamW 5e-6, wd 0.01).
+    """DPO of ``config.model`` on preference ``config.data`` (:class:`~llm_finetune.config.DPOConfig`).
 
-    ``template`` defaults to the base checkpoint's (the SFT model's), else ``alpaca``.
+    The book's defaults: beta 0.1, 1 epoch, AdamW 5e-6, weight decay 0.01. The template
+    defaults to the base checkpoint's (the SFT model's), else ``alpaca``.
     """
-    from llm_finetune.checkpoints import load_base, set_trainable
-    from llm_finetune.lora import (
-        ADAPTERS_FILE,
-        MERGED_DIR,
-        LoRAConfig,
-        save_lora_adapters,
-        save_merged_checkpoint,
-    )
-    from llm_finetune.plots import plot_finetune_run
-    from llm_train import TrainConfig, Trainer, read_metrics
-    from llm_train.trainer import check_run_dir
-
-    check_run_dir(out, command=_COMMAND, resume=resume, overwrite=overwrite)  # before any loading
-
-    if beta <= 0:
-        raise ConfigError(f"--beta {beta}: expected a number > 0, for example 0.1")
-    if trainable == "head":
-        raise ConfigError("--trainable head: expected all, last-block or lora for DPO")
-    splits = load_preference_data(data)
-    loaded = load_base(base, tokenizer=tokenizer, seed=seed)
-    template = template or loaded.finetune.get("template") or "alpaca"
-    prompt_template = get_template(template)
-    model, tok = loaded.model, loaded.tokenizer
-    reference = copy.deepcopy(model).eval()
-    for param in reference.parameters():
-        param.requires_grad_(False)
-    lora_config = (lora or LoRAConfig()) if trainable == "lora" else None
-    torch.manual_seed(seed)  # LoRA's A matrices start from the seed
-    set_trainable(model, trainable, lora=lora_config)
-    pad = tok.eot_token if tok.eot_token is not None else 0
-    val_records = splits["val"] or splits["test"]
-    if not val_records:
-        raise DataError(f"{data}: too few records for a validation split; expected at least 10")
-    extra = {
-        "template": template,
-        "trainable": trainable,
-        "lora": lora_config.to_dict() if lora_config else None,
-        "base": loaded.source,
-    }
-    task = DPOTask(
-        PreferenceDataset(splits["train"], tok, prompt_template),
-        PreferenceDataset(val_records, tok, prompt_template),
-        reference,
-        beta,
-        pad,
-        model_config(model).context_length,
-        eval_batches,
-        batch_size,
-        extra,
-    )
-    config = TrainConfig(
-        data=str(data),
-        preset=None,
-        tokenizer=loaded.tokenizer_name,
-        epochs=None if max_steps is not None else epochs,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        eval_every=eval_every,
-        eval_batches=eval_batches,
-        checkpoint_every=checkpoint_every,
-        sample_every=0,
-        seed=seed,
-        progress=progress,
-        device=device,
-    )
-    echo(f"base: {loaded.source}; reference: a frozen copy; beta {beta}; trainable: {trainable}")
-    result = Trainer(model, config, run_dir=out, task=task, tokenizer=tok, command=_COMMAND).fit(
-        resume=resume, overwrite=overwrite
-    )
-    run_dir = Path(out)
-    if lora_config is not None:
-        save_lora_adapters(model, run_dir / ADAPTERS_FILE, lora_config, extra=extra)
-        merged = save_merged_checkpoint(result.final_dir, run_dir / MERGED_DIR)
-        echo(f"adapters merged into a plain checkpoint (for serve/generate/evaluate): {merged}")
-    plot_finetune_run(run_dir, echo=echo)
-    margins = [
-        r["val_reward_margin"]
-        for r in read_metrics(run_dir / "metrics.jsonl")
-        if r.get("kind") == "eval" and r.get("val_reward_margin") is not None
-    ]
-    return DPORun(
-        run_dir=run_dir,
-        final_dir=result.final_dir,
-        initial_margin=margins[0] if margins else None,
-        final_margin=margins[-1] if margins else None,
-        steps=result.steps,
-        seconds=result.seconds,
-    )
+    return run_recipe(DPORecipe(), config, resume=resume, overwrite=overwrite, echo=echo)

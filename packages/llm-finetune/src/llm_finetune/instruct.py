@@ -3,12 +3,14 @@
 Each record becomes ``template.prompt(entry) + template.response(entry)``; batches are
 padded and shifted by the book's ``custom_collate_fn`` (from llm-data), optionally with
 the prompt tokens masked out of the loss. Training goes through ``llm_train.Trainer``
-with :class:`InstructionTask`. After training, responses are generated for the test
-split and saved beside the references, like the book's ``instruction-data-with-response.json``.
+with :class:`InstructionTask` on the recipe path (:mod:`llm_finetune.recipe`). After
+training, responses are generated for the test split and saved beside the references,
+like the book's ``instruction-data-with-response.json``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -20,11 +22,16 @@ import torch
 from torch import nn
 
 from llm_core.errors import ConfigError, DataError
+from llm_finetune.checkpoints import BaseModel
+from llm_finetune.config import InstructConfig
+from llm_finetune.recipe import FinetuneRun, Recipe, run_recipe
+from llm_finetune.tasks import FinetuneTask
 from llm_finetune.templates import PromptTemplate, get_template
 from llm_model import IGNORE_INDEX, accepts_targets, masked_cross_entropy, model_config
 
 __all__ = [
     "IGNORE_INDEX",
+    "InstructionRecipe",
     "InstructionRun",
     "InstructionTask",
     "SFTDataset",
@@ -34,9 +41,6 @@ __all__ = [
     "masked_next_token_loss",
     "read_responses",
 ]
-
-#: The command whose output directory a run is (its marker, llm_core.output_dirs).
-_COMMAND = "finetune instruct"
 
 RESPONSES_FILE = "instruction-data-with-response.json"
 Batch = tuple[torch.Tensor, ...]
@@ -113,19 +117,14 @@ def masked_next_token_loss(model: nn.Module, inputs: torch.Tensor, targets: torc
 
 
 @dataclass
-class InstructionTask:
-    """The Trainer's task for instruction finetuning."""
+class InstructionTask(FinetuneTask):
+    """The Trainer's task for instruction finetuning: next-token loss on prompt + response."""
 
     name = "instruct"
 
-    train: SFTDataset
-    val: SFTDataset
     pad_token_id: int
     context_length: int
     mask_prompt: bool
-    eval_batches: int
-    batch_size: int
-    extra_config: dict[str, Any]
 
     def collate(self, items: list[tuple[list[int], int]]) -> Batch:
         from llm_data import custom_collate_fn
@@ -139,37 +138,19 @@ class InstructionTask:
             mask_prompt=self.mask_prompt,
         )  # (inputs (b, t), targets (b, t))
 
-    def loader(self, batch_size: int, seed: int) -> Any:
-        from llm_train import DatasetLoader
-
-        return DatasetLoader(self.train, batch_size=batch_size, seed=seed, collate=self.collate)
-
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         inputs, targets = batch
         return masked_next_token_loss(model, inputs, targets)
 
     def _loss(self, model: nn.Module, dataset: SFTDataset) -> float | None:
-        total, count = 0.0, 0
-        for start in range(0, min(len(dataset), self.eval_batches * self.batch_size), self.batch_size):
-            items = [dataset[i] for i in range(start, min(start + self.batch_size, len(dataset)))]
-            inputs, targets = self.collate(items)
-            total += masked_next_token_loss(model, inputs, targets).item()
-            count += 1
-        return total / count if count else None
+        losses = [masked_next_token_loss(model, *batch).item() for batch in self.eval_chunks(dataset)]
+        return sum(losses) / len(losses) if losses else None
 
     def evaluate(self, model: nn.Module) -> dict[str, float | None]:
         return {"train_loss": self._loss(model, self.train), "val_loss": self._loss(model, self.val)}
 
-    def examples_per_epoch(self) -> int:
-        return len(self.train)
-
     def tokens(self, batch: Batch) -> int:
         return int(batch[0].numel())
-
-    def checkpoint_config(self) -> dict[str, Any]:
-        from llm_finetune.checkpoints import FINETUNE_KEY
-
-        return {FINETUNE_KEY: {"task": "instruct", "mask_prompt": self.mask_prompt, **self.extra_config}}
 
 
 def generate_responses(
@@ -200,156 +181,131 @@ def generate_responses(
 
 
 @dataclass
-class InstructionRun:
-    """What :func:`finetune_instructions` made."""
+class InstructionRun(FinetuneRun):
+    """What :func:`finetune_instructions` made: the run and the test split's responses."""
 
-    run_dir: Path
-    final_dir: Path
     responses_file: Path | None
-    trainable_parameters: int
     truncated: int
-    steps: int
-    val_loss: float | None
-    initial_val_loss: float | None
-    seconds: float
+
+    def lines(self) -> list[str]:
+        """The run's summary, where the test responses are and how to chat with the model."""
+        lines = super().lines()
+        if self.responses_file:
+            lines.append(f"test responses: {self.responses_file}")
+        return [*lines, f"try: scratchlm chat {self.final_dir}"]
+
+
+InstructionSplits = dict[str, list[dict[str, str]]]
+
+
+class InstructionRecipe(Recipe[InstructConfig, InstructionSplits, InstructionRun]):
+    """Chapter 7: supervised finetuning on instruction records, then answers to the test split."""
+
+    command = "finetune instruct"
+    task = "instruct"
+
+    def __init__(self) -> None:
+        self.template: PromptTemplate = get_template("alpaca")
+        self.truncated = 0
+
+    def load_data(self, config: InstructConfig) -> InstructionSplits:
+        splits = load_instruction_data(config.data, root=config.data_dir)
+        empty = [split for split in ("train", "val") if not splits.get(split)]
+        if empty:
+            raise DataError(
+                f"--data {config.data}: the {' and '.join(empty)} split(s) are empty; "
+                "expected at least 20 records for the 85/10/5 split"
+            )
+        return splits
+
+    def prepare(
+        self,
+        config: InstructConfig,
+        base: BaseModel,
+        data: InstructionSplits,
+        info: dict[str, Any],
+        echo: Callable[[str], None],
+    ) -> tuple[InstructConfig, InstructionTask]:
+        config = dataclasses.replace(
+            config, template=config.template or base.info.get("template") or "alpaca"
+        )
+        self.template = get_template(str(config.template))
+        tok = base.tokenizer
+        context = model_config(base.model).context_length
+        train, val = (
+            SFTDataset(
+                data[split],
+                tok,
+                self.template,
+                max_length=context,
+                on_long=config.on_long,
+                name=f"{config.data} ({split})",
+            )
+            for split in ("train", "val")
+        )
+        self.truncated = train.truncated + val.truncated
+        if self.truncated:
+            echo(
+                f"note: {self.truncated} example(s) longer than the context ({context} tokens) are truncated"
+            )
+        echo(f"template: {config.template}")
+        task = InstructionTask(
+            train=train,
+            val=val,
+            eval_batches=config.eval_batches,
+            batch_size=config.batch_size,
+            tokenizer_name=base.tokenizer_name,
+            info={**info, "template": config.template, "mask_prompt": config.mask_prompt},
+            pad_token_id=tok.eot_token if tok.eot_token is not None else 0,
+            context_length=context,
+            mask_prompt=config.mask_prompt,
+        )
+        return config, task
+
+    def finish(
+        self,
+        run: FinetuneRun,
+        model: nn.Module,
+        base: BaseModel,
+        data: InstructionSplits,
+        echo: Callable[[str], None],
+    ) -> InstructionRun:
+        from llm_core.config_io import write_json_atomic
+
+        config = run.config
+        assert isinstance(config, InstructConfig)
+        responses_file = None
+        test = list(data.get("test") or [])[: config.test_limit]
+        if test:
+            echo(f"generating responses for {len(test)} test instruction(s) ...")
+            answers = generate_responses(
+                model,
+                base.tokenizer,
+                test,
+                self.template,
+                max_new_tokens=config.max_new_tokens,
+                batch_size=config.batch_size,
+            )
+            responses_file = run.run_dir / RESPONSES_FILE
+            write_json_atomic(responses_file, answers)
+        return InstructionRun(**vars(run), responses_file=responses_file, truncated=self.truncated)
 
 
 def finetune_instructions(
-    base: str | os.PathLike[str],
-    data: str,
-    out: str | os.PathLike[str],
+    config: InstructConfig,
     *,
-    template: str | None = None,
-    trainable: str = "all",
-    mask_prompt: bool = False,
-    epochs: float | None = 2,
-    max_steps: int | None = None,
-    batch_size: int = 8,
-    lr: float = 5e-5,
-    weight_decay: float = 0.1,
-    tokenizer: str | None = None,
-    data_root: str | os.PathLike[str] | None = None,
-    on_long: str = "truncate",
-    lora: Any = None,
-    max_new_tokens: int = 256,
-    test_limit: int | None = None,
-    seed: int = 123,
-    eval_every: int = 50,
-    eval_batches: int = 5,
-    checkpoint_every: int = 100,
-    progress: bool = True,
-    device: str = "cpu",
     resume: bool = False,
     overwrite: bool = False,
     echo: Callable[[str], None] = print,
 ) -> InstructionRun:
-    """SFT of ``base`` on instruction ``data`` (book defaults: 2 epochs, AdamW 5e-5, wd 0.1, batch 8).
+    """SFT of ``config.model`` on instruction ``config.data`` (:class:`~llm_finetune.config.InstructConfig`).
 
-    ``template`` defaults to the base checkpoint's (an SFT model finetuned further), else ``alpaca``.
+    The book's defaults: 2 epochs, AdamW 5e-5, weight decay 0.1, batch 8. The template
+    defaults to the base checkpoint's (an SFT model finetuned further), else ``alpaca``.
     Then generates responses for the test split (``test_limit`` records; 0 skips) into
     ``RUN_DIR/instruction-data-with-response.json``.
     """
-    from llm_core.config_io import write_json_atomic
-    from llm_finetune.checkpoints import load_base, set_trainable
-    from llm_finetune.lora import (
-        ADAPTERS_FILE,
-        MERGED_DIR,
-        LoRAConfig,
-        save_lora_adapters,
-        save_merged_checkpoint,
-    )
-    from llm_finetune.plots import plot_finetune_run
-    from llm_train import TrainConfig, Trainer
-    from llm_train.trainer import check_run_dir
-
-    check_run_dir(out, command=_COMMAND, resume=resume, overwrite=overwrite)  # before any loading
-
-    if trainable == "head":
-        raise ConfigError(
-            "--trainable head: a language model's head alone is not a useful choice here; "
-            "expected all, last-block or lora"
-        )
-    splits = load_instruction_data(data, root=data_root)
-    loaded = load_base(base, tokenizer=tokenizer, seed=seed)
-    template = template or loaded.finetune.get("template") or "alpaca"
-    prompt_template = get_template(template)
-    model, tok = loaded.model, loaded.tokenizer
-    context = model_config(model).context_length
-    empty = [split for split in ("train", "val") if not splits.get(split)]
-    if empty:
-        raise DataError(
-            f"--data {data}: the {' and '.join(empty)} split(s) are empty; "
-            "expected at least 20 records for the 85/10/5 split"
-        )
-    pad = tok.eot_token if tok.eot_token is not None else 0
-    datasets = {
-        split: SFTDataset(
-            splits[split], tok, prompt_template, max_length=context, on_long=on_long, name=f"{data} ({split})"
-        )
-        for split in ("train", "val")
-    }
-    truncated = sum(d.truncated for d in datasets.values())
-    if truncated:
-        echo(f"note: {truncated} example(s) longer than the context ({context} tokens) are truncated")
-    lora_config = (lora or LoRAConfig()) if trainable == "lora" else None
-    torch.manual_seed(seed)  # LoRA's A matrices start from the seed
-    set_trainable(model, trainable, lora=lora_config)
-    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    echo(f"base: {loaded.source}; template: {template}; trainable ({trainable}): {n_trainable:,} parameters")
-    config = TrainConfig(
-        data=str(data),
-        preset=None,
-        tokenizer=loaded.tokenizer_name,
-        epochs=None if max_steps is not None else epochs,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        eval_every=eval_every,
-        eval_batches=eval_batches,
-        checkpoint_every=checkpoint_every,
-        sample_every=0,
-        seed=seed,
-        progress=progress,
-        device=device,
-    )
-    extra = {
-        "template": template,
-        "trainable": trainable,
-        "lora": lora_config.to_dict() if lora_config else None,
-        "base": loaded.source,
-    }
-    task = InstructionTask(
-        datasets["train"], datasets["val"], pad, context, mask_prompt, eval_batches, batch_size, extra
-    )
-    trainer = Trainer(model, config, run_dir=out, task=task, tokenizer=tok, command=_COMMAND)
-    result = trainer.fit(resume=resume, overwrite=overwrite)
-    run_dir = Path(out)
-    if lora_config is not None:
-        save_lora_adapters(trainer.model, run_dir / ADAPTERS_FILE, lora_config, extra=extra)
-        merged = save_merged_checkpoint(result.final_dir, run_dir / MERGED_DIR)
-        echo(f"adapters merged into a plain checkpoint (for serve/generate/evaluate): {merged}")
-    plot_finetune_run(run_dir, echo=echo)
-    responses_file = None
-    test = list(splits.get("test") or [])[: test_limit if test_limit is not None else None]
-    if test:
-        echo(f"generating responses for {len(test)} test instruction(s) ...")
-        answers = generate_responses(
-            trainer.model, tok, test, prompt_template, max_new_tokens=max_new_tokens, batch_size=batch_size
-        )
-        responses_file = run_dir / RESPONSES_FILE
-        write_json_atomic(responses_file, answers)
-    return InstructionRun(
-        run_dir=run_dir,
-        final_dir=result.final_dir,
-        responses_file=responses_file,
-        trainable_parameters=n_trainable,
-        truncated=truncated,
-        steps=result.steps,
-        val_loss=result.val_loss,
-        initial_val_loss=result.initial_val_loss,
-        seconds=result.seconds,
-    )
+    return run_recipe(InstructionRecipe(), config, resume=resume, overwrite=overwrite, echo=echo)
 
 
 def read_responses(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
