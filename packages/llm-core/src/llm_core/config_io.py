@@ -29,6 +29,7 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = [
     "apply_overrides",
+    "check_format",
     "check_keys",
     "config_from_dict",
     "config_to_dict",
@@ -218,6 +219,29 @@ def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[
 
 def _not_a_table(key: str, part: str, value: Any) -> dict[str, Any]:
     raise ConfigError(f"override '{key}': '{part}' is {value!r}, not a table, so it has no fields")
+
+
+def check_format(
+    data: Any,
+    *,
+    source: str,
+    name: str,
+    version: int,
+    what: str,
+    remedy: str,
+    error: type[ScratchLMError] = ConfigError,
+) -> dict[str, Any]:
+    """``data`` when it is a JSON object of ``"format": name`` at ``"format_version": version``.
+
+    Otherwise one ``error`` naming ``source``: ``what`` says what the file should be,
+    ``remedy`` what to do about another version.
+    """
+    if not isinstance(data, dict) or data.get("format") != name:
+        raise error(f'{source}: expected {what} ("format": "{name}")')
+    found = data.get("format_version")
+    if found != version:
+        raise error(f"{source}: format_version {found!r} is not supported (expected {version}); {remedy}")
+    return data
 
 
 def json_digest(data: Mapping[str, Any], *, without: str = "sha256") -> str:

@@ -29,7 +29,7 @@ from typing import Any
 
 import regex
 
-from llm_core.config_io import write_json_atomic
+from llm_core.config_io import check_format, write_json_atomic
 from llm_core.errors import ConfigError, DataError
 from llm_data.gpt2 import GPT2_PATTERN
 from llm_data.tokenizers import token_ids_list
@@ -288,13 +288,15 @@ class BPETokenizer:
             raise DataError(f"{path}: BPE tokenizer file not found; train one and save() it first") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise DataError(f"{path}: cannot read a BPE tokenizer JSON file ({exc})") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise DataError(f'{path}: expected a scratchlm BPE tokenizer file ("format": "{FORMAT}")')
-        if data.get("format_version") != FORMAT_VERSION:
-            raise DataError(
-                f"{path}: format_version {data.get('format_version')!r} is not supported "
-                f"(expected {FORMAT_VERSION}); upgrade llm-data or re-train"
-            )
+        check_format(
+            data,
+            source=str(path),
+            name=FORMAT,
+            version=FORMAT_VERSION,
+            what="a scratchlm BPE tokenizer file",
+            remedy="upgrade llm-data or re-train",
+            error=DataError,
+        )
         try:
             merges = [(int(a), int(b)) for a, b in data["merges"]]
             specials = [str(s) for s in data["special_tokens"]]

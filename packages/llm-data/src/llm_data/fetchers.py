@@ -14,13 +14,13 @@ import hashlib
 import http.client
 import io
 import os
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from llm_core.config_io import write_bytes_atomic
 from llm_core.errors import ConfigError, DataError
 
 __all__ = ["SOURCES", "Source", "cache_dir", "fetch", "fetch_all", "local_or_fetch", "mirror_dir"]
@@ -124,17 +124,7 @@ def fetch(source: Source, *, directory: str | os.PathLike[str] | None = None, ti
             f"{origin}: sha256 {found} does not match the expected {source.sha256}; the file changed "
             "or the download is corrupt; try again, or pass a verified local copy (root=...)"
         )
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{source.filename}.", suffix=".part", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(target, data)
     return target
 
 

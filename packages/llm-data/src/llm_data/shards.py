@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from llm_core.config_io import check_keys, json_digest, sha256_file, write_json_atomic
+from llm_core.config_io import check_format, check_keys, json_digest, sha256_file, write_json_atomic
 from llm_core.errors import DataError
 
 __all__ = [
@@ -244,13 +244,15 @@ def read_index(directory: str | os.PathLike[str], *, verify: bool = True) -> dic
         index = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise DataError(f"{path}: unreadable index ({exc}); re-run `scratchlm prepare`") from None
-    if not isinstance(index, dict) or index.get("format") != FORMAT:
-        raise DataError(f'{path}: expected "format": "{FORMAT}"; this is not a prepared token corpus')
-    if index.get("format_version") != FORMAT_VERSION:
-        raise DataError(
-            f"{path}: format_version {index.get('format_version')!r} is not supported (expected "
-            f"{FORMAT_VERSION}); re-run `scratchlm prepare` with this llm-data"
-        )
+    check_format(
+        index,
+        source=str(path),
+        name=FORMAT,
+        version=FORMAT_VERSION,
+        what="a prepared token corpus",
+        remedy="re-run `scratchlm prepare` with this llm-data",
+        error=DataError,
+    )
     if not isinstance(index.get("splits"), dict) or index.get("dtype") not in ("uint16", "uint32"):
         raise DataError(f"{path}: malformed index (missing 'splits' or 'dtype'); re-run `scratchlm prepare`")
     for split, entry in index["splits"].items():
