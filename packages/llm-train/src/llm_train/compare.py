@@ -326,13 +326,9 @@ def _table(rows: list[dict[str, Any]], sweep: Sweep, plot: Path | None) -> str:
 
 def plot_validation_curves(runs: Mapping[str, str | Path], out: str | Path) -> Path:
     """Validation loss against tokens seen, one line per run (from each ``metrics.jsonl``)."""
-    try:
-        import matplotlib
+    from llm_train.plots import pyplot, save_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MissingDependencyError('plotting needs matplotlib: pip install "llm-train[plots]"') from None
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, run_dir in runs.items():
         evals = [
@@ -344,12 +340,7 @@ def plot_validation_curves(runs: Mapping[str, str | Path], out: str | Path) -> P
     ax.set_xlabel("Tokens seen")
     ax.set_ylabel("Validation loss")
     ax.legend(loc="upper right")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def compare(

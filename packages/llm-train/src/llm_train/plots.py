@@ -4,11 +4,36 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from llm_core.errors import DataError, MissingDependencyError
 from llm_train.metrics import read_metrics
 
-__all__ = ["plot_runs"]
+__all__ = ["plot_runs", "pyplot", "save_figure"]
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` with the file-only ``Agg`` backend (the ``llm-train[plots]`` extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise MissingDependencyError('plotting needs matplotlib: pip install "llm-train[plots]"') from None
+    return plt
+
+
+def save_figure(fig: Any, out: str | Path) -> Path:
+    """Lay out ``fig``, write it to ``out`` (PNG, 120 dpi; folders made) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
 
 
 def plot_runs(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
@@ -17,13 +42,7 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     Several runs are overlaid, labelled by directory name. Needs the
     ``llm-train[plots]`` extra (matplotlib).
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MissingDependencyError('plotting needs matplotlib: pip install "llm-train[plots]"') from None
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     top = ax.twiny()
     for run_dir in run_dirs:
@@ -44,9 +63,4 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     ax.set_ylabel("Loss")
     top.set_xlabel("Tokens seen")
     ax.legend(loc="upper right")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
