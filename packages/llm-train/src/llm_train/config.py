@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +33,9 @@ class OptimConfig:
     """How the weights are optimised, and the training loop's cadence.
 
     Shared by every kind of run: :class:`TrainConfig` adds pretraining's
-    inputs, ``llm_finetune``'s recipes add their own. The registered ``adamw``
+    inputs, ``llm_finetune``'s recipes add their own. ``eval_schedule="book"``
+    evaluates when the book's chapter-5 loop does: after updates 1, 6, 11, ...
+    for ``eval_every=5`` (its ``global_step`` counts from 0), never before training. The registered ``adamw``
     defaults to betas (0.9, 0.95) (nanoGPT's and GPT-3's), not torch's
     (0.9, 0.999): set ``betas`` to choose; ``optimizer_options`` go to the
     optimizer's factory as keyword arguments (checked against its signature).
@@ -50,11 +54,14 @@ class OptimConfig:
     scheduler: str = "constant"
     warmup_steps: int = 0
     min_lr_ratio: float = 0.1
-    grad_clip: Optional[float] = 1.0
+    grad_clip: Optional[float] = 1.0  # max gradient norm; 0 or null: no clipping (TOML has no null)
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = False
     eval_every: int = 50
     eval_batches: int = 5
+    # "multiples": at step 0, every eval_every-th step and the last; "book": after steps
+    # 1, 1 + eval_every, 1 + 2 * eval_every, ... and the last (chapter 5's global_step % eval_freq == 0)
+    eval_schedule: Literal["multiples", "book"] = "multiples"
     sample_every: int = 0
     sample_prompt: str = "Every effort moves you"
     sample_tokens: int = 30
@@ -84,8 +91,8 @@ class OptimConfig:
             raise ConfigError(f"epochs={self.epochs} must be > 0")
         if self.betas is not None and (len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas)):
             raise ConfigError(f"betas={self.betas} must be two numbers in [0, 1), for example [0.9, 0.95]")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ConfigError(f"grad_clip={self.grad_clip} must be > 0 (or null to turn clipping off)")
+        if self.grad_clip is not None and not 0 <= self.grad_clip < math.inf:
+            raise ConfigError(f"grad_clip={self.grad_clip} must be >= 0 (0 or null: no clipping)")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
@@ -102,10 +109,13 @@ class OptimConfig:
 class TrainConfig(OptimConfig):
     """Everything a pretraining run needs: :class:`OptimConfig` plus the run's inputs.
 
-    Saved resolved as ``RUN_DIR/train_config.json``.
+    Saved resolved as ``RUN_DIR/train_config.json``. A relative ``data`` in a config
+    file is relative to that file's directory (one given by ``--data`` or ``--set``, to
+    the working directory). The book's chapter-5 data pipeline is ``split="characters"``,
+    ``sampling="windows"``, ``eval_data="loader"`` (``examples/configs/book-ch5.toml``).
     """
 
-    data: str = ""
+    data: str = field(default="", metadata={"path": True})  # relative to the config file that names it
     init: Optional[str] = None  # continue from these weights (a checkpoint or a Hugging Face directory)
     arch: str = "gpt2"
     preset: Optional[str] = "tiny"
@@ -114,7 +124,19 @@ class TrainConfig(OptimConfig):
     )  # overrides of the preset; vocab_size defaults to the tokenizer's
     tokenizer: str = "gpt2"
     val_fraction: float = 0.1
+    # how a text file is split: its tokens (the last val_fraction validate), or its characters
+    # before tokenizing, as the book does (chapter 5: 4612 / 534 tokens of the-verdict.txt)
+    split: Literal["tokens", "characters"] = "tokens"
     context_length: Optional[int] = None
+    # "random": window starts drawn with replacement from (seed, step); "windows": every stride-th
+    # window in epochs, batched like the book's DataLoader(shuffle, drop_last) (see LanguageModeling)
+    sampling: Literal["random", "windows"] = "random"
+    stride: Optional[int] = None  # sampling="windows": tokens between window starts [default: the context]
+    shuffle: bool = True  # sampling="windows": reshuffle each epoch (from torch's global generator)
+    drop_last: bool = True  # sampling="windows": drop an epoch's last incomplete batch
+    # "fixed": evenly spaced windows of each split; "loader": the book's, the first eval_batches
+    # batches of a fresh pass of the training loader and of the validation windows (sampling="windows")
+    eval_data: Literal["fixed", "loader"] = "fixed"
     parallel: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: replicate (ddp) or shard (fsdp) the model
 
     def __post_init__(self) -> None:
@@ -124,6 +146,24 @@ class TrainConfig(OptimConfig):
         if self.context_length is not None and self.context_length < 1:
             raise ConfigError(
                 f"context_length={self.context_length} must be >= 1 (or unset: the model's own context)"
+            )
+        if self.stride is not None and self.stride < 1:
+            raise ConfigError(f"stride={self.stride} must be >= 1 (or unset: the context length)")
+        if self.sampling == "random":
+            ignored = [
+                f"{name}={value!r}"
+                for name, value in [
+                    ("stride", self.stride),
+                    ("shuffle", self.shuffle),
+                    ("drop_last", self.drop_last),
+                ]
+                if value != {"stride": None, "shuffle": True, "drop_last": True}[name]
+            ]
+            if ignored:
+                raise ConfigError(f"{', '.join(ignored)} apply to sampling='windows'; set sampling='windows'")
+        if self.eval_data == "loader" and self.sampling != "windows":
+            raise ConfigError(
+                "eval_data='loader' scores the training loader's batches: set sampling='windows'"
             )
 
 
@@ -140,10 +180,13 @@ def load_config(
     value takes effect: ``--set grad_clip=null`` turns clipping off). Named
     ``options`` are a command's own flags, whose ``None`` means "not given"
     and is skipped. Giving ``max_steps`` drops the file's ``epochs`` and the
-    other way round.
+    other way round. A relative path field given by the file (``data``) is
+    relative to the file's directory.
     """
     data: dict[str, Any] = load_config_file(path) if path else {}
     source = str(path) if path else "config"
+    if path:
+        _resolve_paths(cls, data, Path(path).parent)
     given = {k: v for k, v in options.items() if v is not None}
     for layer in (dict(sets or {}), given):
         if layer.get("max_steps") is not None:
@@ -152,6 +195,19 @@ def load_config(
             data.pop("max_steps", None)
         apply_overrides(data, layer)
     return config_from_dict(cls, data, source=source)
+
+
+def _resolve_paths(cls: type[OptimConfig], data: dict[str, Any], base: Path) -> None:
+    """Make the relative path fields of a config file (``data``) relative to ``base``, its directory."""
+    for f in dataclasses.fields(cls):
+        value = data.get(f.name)
+        if (
+            f.metadata.get("path")
+            and isinstance(value, str)
+            and value
+            and not Path(value).expanduser().is_absolute()
+        ):
+            data[f.name] = os.path.normpath(base / value)
 
 
 def load_train_config(

@@ -50,8 +50,8 @@ def load_training_tokens(
         return train, val
     if path.is_file():
         tokens = np.asarray(tokens_from_text_file(path, tokenizer=tokenizer))
-        split = int(len(tokens) * (1 - val_fraction))
-        return tokens[:split], (tokens[split:] if val_fraction > 0 else None)
+        cut = int(len(tokens) * (1 - val_fraction))
+        return tokens[:cut], (tokens[cut:] if val_fraction > 0 else None)
     raise DataError(
         f"--data {data}: not found; expected a directory made by `scratchlm prepare` or a UTF-8 .txt file"
     )

@@ -1,9 +1,9 @@
 """What the Trainer trains on: a task gives batches, a loss and an evaluation.
 
-:class:`LanguageModeling` is pretraining's task (random windows, next-token
-loss). Finetuning packages provide their own tasks (classification,
-instructions, preferences) and reuse the whole Trainer: checkpoints, exact
-resume, metrics, DDP.
+:class:`LanguageModeling` is pretraining's task (random windows, or the book's
+strided windows in shuffled epochs; next-token loss). Finetuning packages
+provide their own tasks (classification, instructions, preferences) and reuse
+the whole Trainer: checkpoints, exact resume, metrics, DDP.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from llm_core.config_io import check_keys
-from llm_core.errors import CheckpointError, DataError
+from llm_core.errors import CheckpointError, ConfigError, DataError
 from llm_data import WindowLoader
+from llm_data.loaders import StridedWindowLoader
 from llm_model import accepts_targets
 
 __all__ = ["BatchLoader", "DatasetLoader", "LanguageModeling", "Task", "eval_windows", "next_token_loss"]
@@ -140,7 +141,18 @@ def next_token_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
 
 
 class LanguageModeling:
-    """Pretraining: random windows of ``context_length + 1`` tokens, next-token cross-entropy."""
+    """Pretraining: windows of ``context_length + 1`` tokens, next-token cross-entropy.
+
+    ``sampling="random"`` draws window starts with replacement from ``(seed, batch)``
+    (:class:`~llm_data.WindowLoader`); ``"windows"`` cuts every ``stride``-th window
+    and goes through them in epochs, reshuffled from torch's global generator as the
+    book's ``DataLoader`` does (:class:`~llm_data.loaders.StridedWindowLoader`).
+    ``eval_data="fixed"`` scores ``eval_batches x batch_size`` windows spread evenly
+    over each split (no randomness); ``"loader"`` scores, as the book's
+    ``evaluate_model``, the first ``eval_batches`` batches of a fresh pass of the
+    training loader (reshuffled: it draws from the global generator) and of the
+    validation windows in order (their last batch kept): the mean of the batch losses.
+    """
 
     name = "pretrain"
 
@@ -152,6 +164,11 @@ class LanguageModeling:
         context_length: int,
         eval_batches: int,
         batch_size: int,
+        sampling: str = "random",
+        stride: int | None = None,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        eval_data: str = "fixed",
     ) -> None:
         needed = context_length + 1
         if len(train_tokens) < needed:
@@ -159,15 +176,35 @@ class LanguageModeling:
                 f"the training data has {len(train_tokens)} tokens, fewer than one window needs "
                 f"({needed} = context_length + 1); use more text or a smaller --context-length"
             )
+        if sampling not in ("random", "windows"):
+            raise ConfigError(f"sampling={sampling!r}: expected 'random' or 'windows'")
+        if eval_data not in ("fixed", "loader"):
+            raise ConfigError(f"eval_data={eval_data!r}: expected 'fixed' or 'loader'")
+        if eval_data == "loader" and sampling != "windows":
+            raise ConfigError(
+                "eval_data='loader' scores the training loader's batches: it needs sampling='windows'"
+            )
         self.train_tokens = train_tokens
         self.val_tokens = val_tokens if val_tokens is not None and len(val_tokens) > context_length else None
         self.context_length = context_length
+        self.eval_batches = eval_batches
         self.eval_rows = eval_batches * batch_size
         self.batch_size = batch_size
+        self.sampling, self.eval_data = sampling, eval_data
+        self.windows: dict[str, Any] = {"stride": stride, "shuffle": shuffle, "drop_last": drop_last}
+        self._loader_batch = batch_size  # the global batch of loader(): sizes an epoch
 
-    def loader(self, batch_size: int, seed: int) -> WindowLoader:
+    def loader(self, batch_size: int, seed: int) -> WindowLoader | StridedWindowLoader:
+        self._loader_batch = batch_size
+        if self.sampling == "windows":  # shuffled from the global generator, which the caller seeded
+            return self._strided(self.train_tokens, batch_size, **self.windows)
         return WindowLoader(
             self.train_tokens, batch_size=batch_size, context_length=self.context_length, seed=seed
+        )
+
+    def _strided(self, tokens: Any, batch_size: int, **options: Any) -> StridedWindowLoader:
+        return StridedWindowLoader(
+            tokens, batch_size=batch_size, context_length=self.context_length, **options
         )
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
@@ -191,13 +228,32 @@ class LanguageModeling:
             total += next_token_loss(model, chunk[:, :-1], chunk[:, 1:]).item() * len(chunk)
         return total / len(rows)
 
+    def _loader_loss(self, model: nn.Module, loader: StridedWindowLoader) -> float:
+        batches = loader.first_batches(self.eval_batches)
+        return sum(next_token_loss(model, *batch).item() for batch in batches) / len(batches)
+
     def evaluate(self, model: nn.Module) -> dict[str, float | None]:
+        if self.eval_data == "fixed":
+            return {
+                "train_loss": self._fixed_loss(model, self.train_tokens),
+                "val_loss": self._fixed_loss(model, self.val_tokens),
+            }
+        train = self._strided(self.train_tokens, self.batch_size, **self.windows)
+        val = None
+        if self.val_tokens is not None:  # in order, the last batch kept: the book's val_loader
+            stride = self.windows["stride"]
+            val = self._strided(
+                self.val_tokens, self.batch_size, stride=stride, shuffle=False, drop_last=False
+            )
         return {
-            "train_loss": self._fixed_loss(model, self.train_tokens),
-            "val_loss": self._fixed_loss(model, self.val_tokens),
+            "train_loss": self._loader_loss(model, train),
+            "val_loss": None if val is None else self._loader_loss(model, val),
         }
 
     def examples_per_epoch(self) -> int:
+        if self.sampling == "windows":  # one pass's batches, in rows
+            loader = self._strided(self.train_tokens, self._loader_batch, **self.windows)
+            return loader.batches_per_pass() * self._loader_batch
         return max(1, len(self.train_tokens) // self.context_length)
 
     def tokens(self, batch: Batch) -> int:

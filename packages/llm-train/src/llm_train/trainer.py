@@ -139,12 +139,26 @@ class Trainer:
         if task is None:
             if train_tokens is None:
                 raise ConfigError("Trainer needs a task or train_tokens")
+            sampling: dict[str, Any] = {}
+            if isinstance(config, TrainConfig):
+                sampling = {
+                    "sampling": config.sampling,
+                    "stride": config.stride,
+                    "shuffle": config.shuffle,
+                    "drop_last": config.drop_last,
+                    "eval_data": config.eval_data,
+                }
+                if config.sampling == "windows" and not config.drop_last and self.dist.world_size > 1:
+                    raise ConfigError(
+                        "drop_last=false would give the processes uneven batches; keep drop_last"
+                    )
             task = LanguageModeling(
                 train_tokens,
                 val_tokens,
                 context_length=self.context_length,
                 eval_batches=config.eval_batches,
                 batch_size=config.batch_size,
+                **sampling,
             )
         self.task = task
         self.global_batch = config.batch_size * self.dist.world_size
@@ -159,6 +173,7 @@ class Trainer:
             weight_decay=config.weight_decay,
             decay_all=config.decay_all,
             **({"betas": tuple(config.betas)} if config.betas is not None else {}),
+            **config.optimizer_options,
         )
         get_registry("schedulers").get_obj(config.scheduler)  # unknown names fail before training
         self.callbacks = [get_registry("callbacks").get_obj(name)() for name in config.callbacks]
@@ -344,8 +359,8 @@ class Trainer:
             raise CheckpointError(f"cannot write to {self.run_dir}: {exc.strerror or exc}") from None
 
     # -- the loop ---------------------------------------------------------------------
-    def _train_step(self) -> tuple[float, float]:
-        """One optimizer step over ``grad_accum`` micro-batches; returns (loss, grad norm)."""
+    def _train_step(self) -> tuple[float, float | None]:
+        """One optimizer step over ``grad_accum`` micro-batches; returns (loss, grad norm if clipped)."""
         cfg = self.config
         multiplier = lr_multiplier(
             cfg.scheduler,
@@ -376,8 +391,10 @@ class Trainer:
                 f"the loss became {total} at step {self.step + 1}; {where}. "
                 "Lower --lr, enable grad clipping or check the data"
             )
-        max_norm = cfg.grad_clip if cfg.grad_clip is not None else math.inf
-        grad_norm = self.dist.grad_norm(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        grad_norm = None  # without clipping, measured only when logged (_grad_norm)
+        if cfg.grad_clip:
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            grad_norm = self.dist.grad_norm(norm)
         self.optimizer.step()
         self.step += 1
         return total, grad_norm
@@ -403,8 +420,9 @@ class Trainer:
         progress = self._progress()
         previous_handlers = self._install_stop_handlers()
         try:
-            if self.step == 0 and self.config.eval_every and not resume:  # a step-0 checkpoint has it
-                self._evaluate_and_log(metrics, progress)
+            book = self.config.eval_schedule == "book"  # the book's loop evaluates only after updates
+            if self.step == 0 and self.config.eval_every and not resume and not book:
+                self._evaluate_and_log(metrics, progress)  # a step-0 checkpoint has it
             self._stop_if_asked()
             for callback in self.callbacks:
                 getattr(callback, "on_train_start", lambda t: None)(self)
@@ -435,7 +453,7 @@ class Trainer:
                         "epoch": self.epoch(),
                         "train_loss": sum(losses) / len(losses),
                         "lr": self.optimizer.param_groups[0]["lr"],
-                        "grad_norm": grad_norm,
+                        "grad_norm": grad_norm if grad_norm is not None else self._grad_norm(),
                         "tokens_per_s": window_tokens / max(elapsed, 1e-9),
                     }
                     if metrics:
@@ -443,10 +461,11 @@ class Trainer:
                     for callback in self.callbacks:
                         getattr(callback, "on_step_end", lambda t, m: None)(self, record)
                     window_start, window_start_tokens, losses = time.perf_counter(), self.tokens_seen, []
-                if self.config.eval_every and (
-                    self.step % self.config.eval_every == 0 or self.step == self.max_steps
-                ):
+                if self._evaluation_due():
                     self._evaluate_and_log(metrics, progress)
+                elif self.config.eval_every and self.step == self.max_steps:
+                    with torch.random.fork_rng(devices=[]):  # off the schedule: the random streams
+                        self._evaluate_and_log(metrics, progress)  # stay those of a longer run
                 if self.config.sample_every and self.step % self.config.sample_every == 0:
                     self._sample_and_log(metrics, progress)
                 if self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0:
@@ -525,6 +544,17 @@ class Trainer:
             f"interrupted ({name}) at step {self.step}; checkpoint saved in {self.run_dir}; "
             "continue with --resume"
         )
+
+    def _grad_norm(self) -> float:
+        """The norm of the last step's gradients (still held: the next step clears them)."""
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        return self.dist.grad_norm(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+
+    def _evaluation_due(self) -> bool:
+        """Whether the step just finished is on the schedule (``eval_every``, ``eval_schedule``)."""
+        every = self.config.eval_every
+        offset = 1 if self.config.eval_schedule == "book" else 0
+        return bool(every) and (self.step - offset) % every == 0
 
     def _checkpoint(self) -> None:
         # best/ first: a crash between the two writes then resumes from an older step-N and
