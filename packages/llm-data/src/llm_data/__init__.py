@@ -35,6 +35,7 @@ _EXPORTS = {
     "parse_sms_spam": "sms_spam",
     "prepare_corpus": "prepare",
     "python_docs_text": "corpora",
+    "read_json_records": "text_files",
     "read_text_file": "text_files",
     "tokens_from_text_file": "text_files",
 }

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from llm_core.errors import ConfigError, DataError
 from llm_data.fetchers import local_or_fetch
-from llm_data.text_files import read_text_file
+from llm_data.text_files import read_json_records, read_text_file
 
 __all__ = [
     "InstructionDataset",
@@ -55,16 +55,7 @@ def load_instruction_file(path: str | os.PathLike[str]) -> list[dict[str, str]]:
     """Read a JSON list of instruction records; bad JSON or records raise :class:`DataError` (file:line)."""
     path = Path(path)
     text = read_text_file(path)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"{path}:{exc.lineno}: invalid JSON ({exc.msg}); expected a list of records"
-        ) from None
-    except RecursionError:
-        raise DataError(f"{path}: JSON nested too deeply; expected a list of records") from None
-    if not isinstance(data, list):
-        raise DataError(f"{path}:1: expected a JSON list of {{instruction, input, output}} records")
+    data = read_json_records(path, text=text, what="{instruction, input, output} records")
     records = []
     decoder = json.JSONDecoder()
     for number, record in enumerate(data):

@@ -8,6 +8,7 @@ the chunks one by one gives the same ids as tokenizing the whole file.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import numpy as np
 
 from llm_core.errors import ConfigError, DataError
 
-__all__ = ["iter_text_chunks", "read_text_file", "tokens_from_text_file"]
+__all__ = ["iter_text_chunks", "read_json_records", "read_text_file", "tokens_from_text_file"]
 
 ERRORS = ("strict", "replace")
 _READ_BYTES = 1 << 20
@@ -132,3 +133,37 @@ def tokens_from_text_file(
     if tokens.size == 0:
         raise DataError(f"{path}: the text gives no tokens; expected some text")
     return tokens
+
+
+def read_json_records(
+    path: str | os.PathLike[str], *, text: str | None = None, what: str = "records"
+) -> list[Any]:
+    """The records of a JSON list file, or of a ``.jsonl`` file (one JSON value per line).
+
+    ``text`` is the file's content when already read. Unreadable, non-UTF-8 or
+    invalid JSON, or a top level that is not a list, is one :class:`DataError`
+    naming the file and line; ``what`` names the records in that message.
+    """
+    path = Path(path)
+    text = read_text_file(path) if text is None else text
+    if path.suffix == ".jsonl":
+        records = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except (json.JSONDecodeError, RecursionError) as exc:
+                    reason = getattr(exc, "msg", "nested too deeply")
+                    raise DataError(
+                        f"{path}:{number}: invalid JSON ({reason}); expected one record per line"
+                    ) from None
+        return records
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg}); expected a list of {what}") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply; expected a list of {what}") from None
+    if not isinstance(data, list):
+        raise DataError(f"{path}:1: expected a JSON list of {what}, found {type(data).__name__}")
+    return data

@@ -292,34 +292,10 @@ def make_backend(
 
 def load_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Records from a JSON list (the book's ``instruction-data-with-response.json``) or a JSONL file."""
+    from llm_data import read_json_records
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the records ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    records: list[Any]
-    if path.suffix == ".jsonl":
-        records = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"{path}:{number}: invalid JSON ({exc.msg}); expected one record per line"
-                ) from None
-    else:
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(
-                f"{path}:{exc.lineno}: invalid JSON ({exc.msg}); expected a list of records"
-            ) from None
-        if not isinstance(records, list):
-            raise DataError(f"{path}: expected a JSON list of records, found {type(records).__name__}")
+    records = read_json_records(path)
     for number, record in enumerate(records):
         if not isinstance(record, dict) or not isinstance(record.get("instruction"), str):
             raise DataError(f"{path}: record #{number}: expected an object with a string 'instruction'")
