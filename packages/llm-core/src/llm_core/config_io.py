@@ -28,8 +28,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 __all__ = [
+    "FileFormat",
     "apply_overrides",
-    "check_format",
     "check_keys",
     "config_from_dict",
     "config_to_dict",
@@ -221,27 +221,27 @@ def _not_a_table(key: str, part: str, value: Any) -> dict[str, Any]:
     raise ConfigError(f"override '{key}': '{part}' is {value!r}, not a table, so it has no fields")
 
 
-def check_format(
-    data: Any,
-    *,
-    source: str,
-    name: str,
-    version: int,
-    what: str,
-    remedy: str,
-    error: type[ScratchLMError] = ConfigError,
-) -> dict[str, Any]:
-    """``data`` when it is a JSON object of ``"format": name`` at ``"format_version": version``.
+@dataclasses.dataclass(frozen=True)
+class FileFormat:
+    """A JSON file format: its ``"format"`` name and ``"format_version"``, and what to say of a mismatch.
 
-    Otherwise one ``error`` naming ``source``: ``what`` says what the file should be,
-    ``remedy`` what to do about another version.
+    ``what`` says what the file should be; ``remedy`` what to do about another version.
     """
-    if not isinstance(data, dict) or data.get("format") != name:
-        raise error(f'{source}: expected {what} ("format": "{name}")')
-    found = data.get("format_version")
-    if found != version:
-        raise error(f"{source}: format_version {found!r} is not supported (expected {version}); {remedy}")
-    return data
+
+    name: str
+    version: int
+    what: str
+    remedy: str
+
+    def check(self, data: Any, source: str, error: type[ScratchLMError] = ConfigError) -> dict[str, Any]:
+        """``data`` if it is a JSON object of this format and version, else one ``error`` naming ``source``."""
+        if not isinstance(data, dict) or data.get("format") != self.name:
+            raise error(f'{source}: expected {self.what} ("format": "{self.name}")')
+        found = data.get("format_version")
+        if found != self.version:
+            expected = f"expected {self.version}"
+            raise error(f"{source}: format_version {found!r} is not supported ({expected}); {self.remedy}")
+        return data
 
 
 def json_digest(data: Mapping[str, Any], *, without: str = "sha256") -> str:

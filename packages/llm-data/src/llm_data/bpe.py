@@ -29,7 +29,7 @@ from typing import Any
 
 import regex
 
-from llm_core.config_io import check_format, write_json_atomic
+from llm_core.config_io import FileFormat, write_json_atomic
 from llm_core.errors import ConfigError, DataError
 from llm_data.gpt2 import GPT2_PATTERN
 from llm_data.tokenizers import token_ids_list
@@ -38,6 +38,10 @@ __all__ = ["BPETokenizer"]
 
 FORMAT = "scratchlm-bpe"
 FORMAT_VERSION = 1
+#: What a file of this format must say of itself.
+FILE_FORMAT = FileFormat(
+    FORMAT, FORMAT_VERSION, "a scratchlm BPE tokenizer file", "upgrade llm-data or re-train"
+)
 ENDOFTEXT = "<|endoftext|>"
 _CACHE_LIMIT = 100_000
 
@@ -288,15 +292,7 @@ class BPETokenizer:
             raise DataError(f"{path}: BPE tokenizer file not found; train one and save() it first") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise DataError(f"{path}: cannot read a BPE tokenizer JSON file ({exc})") from None
-        check_format(
-            data,
-            source=str(path),
-            name=FORMAT,
-            version=FORMAT_VERSION,
-            what="a scratchlm BPE tokenizer file",
-            remedy="upgrade llm-data or re-train",
-            error=DataError,
-        )
+        FILE_FORMAT.check(data, str(path), DataError)
         try:
             merges = [(int(a), int(b)) for a, b in data["merges"]]
             specials = [str(s) for s in data["special_tokens"]]

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from llm_core.config_io import check_format, check_keys, json_digest, sha256_file, write_json_atomic
+from llm_core.config_io import FileFormat, check_keys, json_digest, sha256_file, write_json_atomic
 from llm_core.errors import DataError
 
 __all__ = [
@@ -49,6 +49,10 @@ __all__ = [
 INDEX_FILE = "index.json"
 FORMAT = "scratchlm-tokens"
 FORMAT_VERSION = 1
+#: What a file of this format must say of itself.
+FILE_FORMAT = FileFormat(
+    FORMAT, FORMAT_VERSION, "a prepared token corpus", "re-run `scratchlm prepare` with this llm-data"
+)
 SPLIT_ALIASES = {"validation": "val", "valid": "val"}
 #: The keys every index.json has (``sha256`` is optional: older indexes lack it).
 INDEX_KEYS = (
@@ -244,15 +248,7 @@ def read_index(directory: str | os.PathLike[str], *, verify: bool = True) -> dic
         index = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise DataError(f"{path}: unreadable index ({exc}); re-run `scratchlm prepare`") from None
-    check_format(
-        index,
-        source=str(path),
-        name=FORMAT,
-        version=FORMAT_VERSION,
-        what="a prepared token corpus",
-        remedy="re-run `scratchlm prepare` with this llm-data",
-        error=DataError,
-    )
+    FILE_FORMAT.check(index, str(path), DataError)
     if not isinstance(index.get("splits"), dict) or index.get("dtype") not in ("uint16", "uint32"):
         raise DataError(f"{path}: malformed index (missing 'splits' or 'dtype'); re-run `scratchlm prepare`")
     for split, entry in index["splits"].items():
