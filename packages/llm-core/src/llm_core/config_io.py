@@ -234,7 +234,7 @@ class FileFormat:
     remedy: str
 
     def check(self, data: Any, source: str, error: type[ScratchLMError] = ConfigError) -> dict[str, Any]:
-        """``data`` if it is a JSON object of this format and version, else one ``error`` naming ``source``."""
+        """``data`` if it is a JSON object of this format and version, else an ``error`` naming ``source``."""
         if not isinstance(data, dict) or data.get("format") != self.name:
             raise error(f'{source}: expected {self.what} ("format": "{self.name}")')
         found = data.get("format_version")
