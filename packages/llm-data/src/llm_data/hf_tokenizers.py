@@ -158,12 +158,7 @@ class HFTokenizer:
         """Text of ``ids``, special tokens left out (as ``transformers``' ``skip_special_tokens=True``)."""
         from llm_data.tokenizers import token_ids_list
 
-        ids = token_ids_list(ids)
-        bad = [i for i in ids if not 0 <= i < self.n_vocab]
-        if bad:
-            raise DataError(
-                f"token id {bad[0]} is outside the vocabulary 0..{self.n_vocab - 1} of {self.path}"
-            )
+        ids = token_ids_list(ids, n_vocab=self.n_vocab, vocabulary=f"of {self.path}")
         text: str = self.backend.decode(ids, skip_special_tokens=True)
         return _clean_up_spaces(text) if self.clean_up_spaces else text
 

@@ -28,14 +28,23 @@ class Tokenizer(Protocol):
     def decode(self, ids: Iterable[int]) -> str: ...
 
 
-def token_ids_list(ids: Any) -> list[int]:
-    """``ids`` (a list, numpy array or torch tensor of integers) as a flat list of Python ints."""
+def token_ids_list(ids: Any, *, n_vocab: int | None = None, vocabulary: str = "") -> list[int]:
+    """``ids`` (a list, numpy array or torch tensor of integers) as a flat list of Python ints.
+
+    With ``n_vocab``, an id outside ``0..n_vocab-1`` is a :class:`DataError` naming the
+    ``vocabulary`` (which tokenizer, and what to check).
+    """
     if hasattr(ids, "tolist"):
         ids = ids.tolist()
     out = list(ids)
     if out and isinstance(out[0], list):
         raise DataError(f"expected a flat sequence of token ids, got a nested sequence ({len(out)} rows)")
-    return [int(i) for i in out]
+    result = [int(i) for i in out]
+    if n_vocab is not None:
+        bad = [i for i in result if not 0 <= i < n_vocab]
+        if bad:
+            raise DataError(f"token id {bad[0]} is outside the vocabulary 0..{n_vocab - 1} {vocabulary}")
+    return result
 
 
 class TiktokenTokenizer:
@@ -85,14 +94,8 @@ class TiktokenTokenizer:
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of token ids; an id outside ``0..n_vocab-1`` raises :class:`DataError`."""
-        ids = token_ids_list(ids)
-        bad = [i for i in ids if not 0 <= i < self.n_vocab]
-        if bad:
-            raise DataError(
-                f"token id {bad[0]} is outside this tokenizer's vocabulary 0..{self.n_vocab - 1} "
-                f"({self.name}); check the ids or the --tokenizer"
-            )
-        return self.encoding.decode(ids)
+        where = f"of this tokenizer ({self.name}); check the ids or the --tokenizer"
+        return self.encoding.decode(token_ids_list(ids, n_vocab=self.n_vocab, vocabulary=where))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, n_vocab={self.n_vocab})"
