@@ -1,25 +1,38 @@
-"""`scratchlm serve` under bounded concurrent load vs direct `generate`, in one run.
+"""`scratchlm serve` (continuous batching) under 1, 4, 8 and 16 concurrent streaming clients.
 
-Run: ``python benchmarks/serve.py`` (about 3 minutes on 2 CPUs).
+Full run, on a quiet machine (about 20 minutes on 2 CPUs; results/<date>-serve.{json,md}):
 
-One checkpoint (random GPT-2-style weights, shape ``--shape``) is served by
-``scratchlm serve`` on 127.0.0.1 in its own process. Each repetition runs, in
-turn (interleaved, so drift on this noisy machine hits every row alike):
+    python benchmarks/serve.py
 
-* ``direct``: a fresh process that loads the checkpoint and calls
-  ``llm_model.generate`` (greedy, KV cache, stop at end-of-text) on every prompt,
-  one after the other;
-* ``serve cN`` for each ``--concurrency`` N: N client threads stream greedy
-  ``/api/generate`` requests for the same prompts until ``max(len(prompts), 2N)``
-  requests are answered.
+  = --models tiny,gpt2-124m --concurrency 1,4,8,16 --new-tokens 128 --reps 5
+    --requests-per-client 2 --threads 1
 
-Server and direct worker get the same ``--threads`` torch threads (default 1:
-on a 2-CPU machine, 2 spinning threads per process next to the load generator
-slow both down many times over). Reported per row: requests/s, generated
-tokens/s, p50/p99 latency and p50 time to the first piece (pooled over
-repetitions), medians of the per-repetition rates, and the ratio of tokens/s
-through the server to direct generation.
-Writes ``results/<date>-serve.json`` (raw + summary) and ``.md``.
+Quick check that it works (a couple of minutes; write it elsewhere, it is not a result):
+
+    python benchmarks/serve.py --quick --out /tmp/serve-bench
+
+For each model (random weights: ``tiny`` is GPT-2-style 256 x 4 layers x 4 heads,
+context 256, GPT-2 vocabulary; ``gpt2-124m`` the preset; or any
+``emb x layers x heads x ctx x vocab``), a checkpoint is served by
+``scratchlm serve --max-batch-size <most clients>`` on 127.0.0.1 in its own
+process. Each repetition runs every concurrency level once (interleaved, the
+order rotated each repetition, so drift on a noisy machine hits every row alike):
+N client threads each stream ``--requests-per-client`` greedy ``/api/generate``
+requests of ``--new-tokens`` tokens, one after the other. ``--direct`` adds a
+row per model: a fresh process calling ``llm_model.generate`` on the same
+prompts, one at a time (the one-stream ceiling without HTTP).
+
+Reported per model and level: aggregate generated tokens/s (median of the
+repetitions, with min-max), p50 time to the first streamed piece (median of
+each repetition's p50, with min-max), p50/p99 request latency (pooled), the
+server's resident memory after each repetition and its peak (``VmHWM``), and
+the ratios the targets are about: tokens/s at N clients over 1 client's, p50
+time to first token at N clients over 1 client's (each the median of the
+per-repetition ratios, the rows of one repetition being measured side by side).
+Targets (issue 23): at 8 clients, >= 4x the tokens/s and <= 2x the p50 time to
+first token of 1 client; memory flat from the first repetition to the last.
+Server and direct worker get ``--threads`` torch threads (default 1: on a
+2-CPU machine the load generator needs the other one).
 """
 
 from __future__ import annotations
@@ -28,6 +41,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,20 +52,26 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import _fmt, _shape, median_of  # noqa: E402  (the house helpers of benchmarks/run.py)
+from run import _fmt, _shape  # noqa: E402  (the house helpers of benchmarks/run.py)
 
 NAME = "bench-gpt"
+#: Named models: a registered GPT-2 preset, or a shape (emb x layers x heads x ctx x vocab).
+MODELS = {"tiny": "256x4x4x256x50257", "gpt2-124m": "gpt2-124m"}
 
 
-def make_checkpoint(directory: Path, spec: str) -> Path:
-    """A GPT-2-style checkpoint of shape ``spec`` (emb x layers x heads x ctx x vocab), random weights."""
+def make_checkpoint(directory: Path, model: str) -> Path:
+    """A GPT-2-style checkpoint with random weights: ``model`` is a name of :data:`MODELS` or a shape."""
     import torch
 
     from llm_model import build_model, save_pretrained
 
+    spec = MODELS.get(model, model)
     torch.manual_seed(0)
-    model = build_model("gpt2", **_shape(spec), drop_rate=0.0, qkv_bias=True, tie_weights=True)
-    return save_pretrained(model, directory / NAME, tokenizer="gpt2")
+    if "x" in spec:
+        net = build_model("gpt2", **_shape(spec), drop_rate=0.0, qkv_bias=True, tie_weights=True)
+    else:
+        net = build_model("gpt2", spec, drop_rate=0.0)
+    return save_pretrained(net, directory / model / NAME, tokenizer="gpt2")
 
 
 def make_prompts(count: int, tokens: int) -> list[str]:
@@ -70,13 +90,25 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
+def memory(pid: int) -> dict[str, int | None]:
+    """Resident memory of ``pid`` now (``VmRSS``) and at its peak (``VmHWM``), in bytes."""
+    found: dict[str, int | None] = {"rss": None, "peak": None}
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return found
+    for line in status.splitlines():
+        key = {"VmRSS:": "rss", "VmHWM:": "peak"}.get(line.split(":")[0] + ":")
+        if key:
+            found[key] = int(line.split()[1]) * 1024
+    return found
+
+
 # -- direct generation (a worker process of its own) ------------------------------------------------
 
 
 def worker_direct(checkpoint: str, prompts: list[str], new_tokens: int) -> dict[str, Any]:
     """Greedy ``generate`` on every prompt in turn, after one warm-up; seconds and tokens."""
-    import torch
-
     from llm_eval.checkpoints import load_model_and_tokenizer
     from llm_model import generate
 
@@ -88,18 +120,15 @@ def worker_direct(checkpoint: str, prompts: list[str], new_tokens: int) -> dict[
     for prompt in prompts:
         begin = time.perf_counter()
         ids = tokenizer.encode(prompt)
-        out = generate(model, ids, new_tokens, eos_id=eos)
-        new = out[len(ids) :].tolist()
+        new = generate(model, ids, new_tokens, eos_id=eos)[len(ids) :].tolist()
         produced += len(new) - (1 if new and new[-1] == eos else 0)
         tokenizer.decode(new)
         latencies.append(time.perf_counter() - begin)
-    seconds = time.perf_counter() - start
     return {
         "requests": len(prompts),
         "tokens": produced,
-        "seconds": seconds,
+        "seconds": time.perf_counter() - start,
         "latencies": latencies,
-        "threads": torch.get_num_threads(),
     }
 
 
@@ -120,28 +149,24 @@ def run_direct(checkpoint: Path, prompts: list[str], new_tokens: int, env: dict[
 # -- load through the server -----------------------------------------------------------------------
 
 
-def run_load(url: str, prompts: list[str], new_tokens: int, concurrency: int) -> dict[str, Any]:
-    """``concurrency`` client threads streaming greedy requests until ``max(len(prompts), 2N)`` are done."""
+def run_load(url: str, prompts: list[str], new_tokens: int, clients: int, per_client: int) -> dict[str, Any]:
+    """``clients`` threads, each streaming ``per_client`` greedy requests one after the other."""
     import httpx
 
-    total = max(len(prompts), 2 * concurrency)
     lock = threading.Lock()
-    queue = list(range(total))
     latencies: list[float] = []
     first_pieces: list[float] = []
     tokens = [0]
     errors: list[str] = []
+    go = threading.Barrier(clients)
 
-    def client() -> None:
+    def client(index: int) -> None:
         with httpx.Client(timeout=600) as http:
-            while True:
-                with lock:
-                    if not queue:
-                        return
-                    k = queue.pop()
+            go.wait()  # every client starts at once
+            for k in range(per_client):
                 body = {
                     "model": NAME,
-                    "prompt": prompts[k % len(prompts)],
+                    "prompt": prompts[(index * per_client + k) % len(prompts)],
                     "options": {"num_predict": new_tokens, "temperature": 0},
                 }
                 begin = time.perf_counter()
@@ -167,85 +192,120 @@ def run_load(url: str, prompts: list[str], new_tokens: int, concurrency: int) ->
                     latencies.append(elapsed)
                     first_pieces.append(elapsed if first is None else first)
 
-    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     start = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    seconds = time.perf_counter() - start
     return {
         "requests": len(latencies),
         "tokens": tokens[0],
-        "seconds": seconds,
+        "seconds": time.perf_counter() - start,
         "latencies": latencies,
         "first_pieces": first_pieces,
         "errors": errors,
     }
 
 
-# -- the run ---------------------------------------------------------------------------------------
+# -- the summary -----------------------------------------------------------------------------------
 
 
-def summarize(raw: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def _spread(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"median": None, "min": None, "max": None}
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def summarize(model: str, raw: dict[str, list[dict[str, Any]]], levels: list[int]) -> list[dict[str, Any]]:
+    """One row per mode of ``model``: rates with their spread over repetitions, ratios to 1 client."""
     rows = []
-    direct_tps = None
-    for key, results in raw.items():
+    for mode, results in raw.items():
         ok = [r for r in results if "error" not in r]
-        for r in ok:
-            r["requests_per_s"] = r["requests"] / r["seconds"]
-            r["tokens_per_s"] = r["tokens"] / r["seconds"]
+        rates = [r["tokens"] / r["seconds"] for r in ok]
+        ttft = [p for r in ok if (p := percentile(r.get("first_pieces", []), 50)) is not None]
         latencies = [x for r in ok for x in r["latencies"]]
-        first = [x for r in ok for x in r.get("first_pieces", [])]
-        row = {
-            "mode": key,
+        row: dict[str, Any] = {
+            "model": model,
+            "mode": mode,
             "repetitions": len(ok),
             "requests": sum(r["requests"] for r in ok),
             "errors": sum(len(r.get("errors", [])) for r in ok) + len(results) - len(ok),
-            "requests_per_s": median_of(ok, "requests_per_s"),
-            "tokens_per_s": median_of(ok, "tokens_per_s"),
+            "tokens_per_s": _spread(rates),
+            "p50_first_piece_s": _spread(ttft),
             "p50_latency_s": percentile(latencies, 50),
             "p99_latency_s": percentile(latencies, 99),
-            "p50_first_piece_s": percentile(first, 50),
+            "rss_mb_after_each_rep": [round(r["rss"] / 2**20, 1) for r in ok if r.get("rss") is not None],
         }
-        if key == "direct":
-            direct_tps = row["tokens_per_s"]
         rows.append(row)
+    one = raw.get("serve c1", [])
     for row in rows:
-        tps = row["tokens_per_s"]
-        row["tokens_per_s_vs_direct"] = tps / direct_tps if tps and direct_tps else None
+        if not row["mode"].startswith("serve c") or not one:
+            continue
+        mine = raw[row["mode"]]
+        pairs = [(a, b) for a, b in zip(mine, one, strict=False) if "error" not in a and "error" not in b]
+        speedups = [(a["tokens"] / a["seconds"]) / (b["tokens"] / b["seconds"]) for a, b in pairs]
+        ttft_ratios = [
+            pa / pb
+            for a, b in pairs
+            if (pa := percentile(a["first_pieces"], 50)) and (pb := percentile(b["first_pieces"], 50))
+        ]
+        row["tokens_per_s_vs_c1"] = _spread(speedups)
+        row["p50_first_piece_vs_c1"] = _spread(ttft_ratios)
     return rows
 
 
-def markdown(machine: dict[str, Any], options: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+def markdown(machine: dict[str, Any], settings: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    load = machine["load_average_1min"]
     lines = [
-        f"# Serving benchmark, {time.strftime('%Y-%m-%d')}",
+        f"# Serving benchmark (continuous batching), {time.strftime('%Y-%m-%d')}"
+        + (" — quick check" if settings["quick"] else ""),
         "",
         f"Machine: {machine['processor']}, {machine['cpus']} CPUs, torch {machine['torch']}, "
-        f"{machine['platform']}; torch threads = {machine['threads']} in the server and the direct worker, "
-        "the load generator in a third process on the same CPUs" + _load(machine) + ". "
-        f"Checkpoint: GPT-2 style {options['shape']} (emb x layers x heads x ctx x vocab), random weights. "
-        f"{options['prompts']} prompts of ~{options['prompt_tokens']} tokens, "
-        f"{options['new_tokens']} new tokens each, greedy, streamed over `/api/generate`; "
-        f"{options['reps']} interleaved repetitions; rates are medians of the repetitions, "
-        "latency percentiles are pooled.",
+        f"{machine['platform']}; {settings['threads']} torch thread(s) in the server, the load generator in "
+        f"another process on the same CPUs (1-minute load average {load['start']:.1f} at the start, "
+        f"{load['end']:.1f} at the end). Models: random weights, GPT-2 vocabulary. "
+        f"{settings['prompts']} prompts of ~{settings['prompt_tokens']} tokens; each client streams "
+        f"{settings['requests_per_client']} greedy `/api/generate` requests of {settings['new_tokens']} new "
+        f"tokens one after the other; `scratchlm serve --max-batch-size {settings['max_batch_size']}`. "
+        f"{settings['reps']} interleaved repetitions: medians with [min-max].",
         "",
-        "| mode | requests | errors | requests/s | tokens/s | vs direct | p50 latency s | p99 latency s "
-        "| p50 first piece s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | mode | requests | errors | tokens/s | vs 1 client | p50 first token s | vs 1 client "
+        "| p50 / p99 latency s | RSS MB after each rep |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def spread(value: dict[str, Any] | None, spec: str, suffix: str = "") -> str:
+        if not value or value["median"] is None:
+            return "n/a"
+        return (
+            f"{_fmt(value['median'], spec)}{suffix} [{_fmt(value['min'], spec)}-{_fmt(value['max'], spec)}]"
+        )
+
     for r in rows:
         lines.append(
-            f"| {r['mode']} | {r['requests']} | {r['errors']} | {_fmt(r['requests_per_s'], '.2f')} "
-            f"| {_fmt(r['tokens_per_s'], '.1f')} | {_fmt(r['tokens_per_s_vs_direct'], '.2f')}x "
-            f"| {_fmt(r['p50_latency_s'], '.3f')} | {_fmt(r['p99_latency_s'], '.3f')} "
-            f"| {_fmt(r['p50_first_piece_s'], '.3f')} |"
+            f"| {r['model']} | {r['mode']} | {r['requests']} | {r['errors']} "
+            f"| {spread(r['tokens_per_s'], '.1f')} | {spread(r.get('tokens_per_s_vs_c1'), '.2f', 'x')} "
+            f"| {spread(r['p50_first_piece_s'], '.3f')} "
+            f"| {spread(r.get('p50_first_piece_vs_c1'), '.2f', 'x')} "
+            f"| {_fmt(r['p50_latency_s'], '.2f')} / {_fmt(r['p99_latency_s'], '.2f')} "
+            f"| {', '.join(str(x) for x in r['rss_mb_after_each_rep']) or 'n/a'} |"
         )
     lines += [
         "",
-        "The server runs one generation at a time (one generation thread, arrival order), so more concurrent "
-        "clients queue: throughput stays near one stream's, and latency grows with the queue.",
+        "Peak server RSS (VmHWM): "
+        + ", ".join(f"{model} {_fmt(mb, '.0f')} MB" for model, mb in machine["server_peak_rss_mb"].items())
+        + ".",
     ]
+    lines += ["", "Targets at 8 clients: tokens/s >= 4x and p50 first token <= 2x one client's:"]
+    for r in rows:
+        if r["mode"] == "serve c8" and r.get("tokens_per_s_vs_c1"):
+            speed, ttft = r["tokens_per_s_vs_c1"]["median"], r["p50_first_piece_vs_c1"]["median"]
+            speed_ok = "met" if speed is not None and speed >= 4 else "missed"
+            ttft_ok = "met" if ttft is not None and ttft <= 2 else "missed"
+            lines.append(
+                f"- {r['model']}: {_fmt(speed, '.2f')}x ({speed_ok}), {_fmt(ttft, '.2f')}x ({ttft_ok})"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -253,14 +313,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--shape", default="256x4x4x256x50257", help="emb x layers x heads x ctx x vocab")
-    parser.add_argument("--concurrency", default="1,4,16", help="comma list of concurrent clients")
-    parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions")
+    parser.add_argument("--models", default="tiny,gpt2-124m", help="comma list: tiny, gpt2-124m or shapes")
+    parser.add_argument("--concurrency", default="1,4,8,16", help="comma list of concurrent clients")
+    parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions")
+    parser.add_argument("--requests-per-client", type=int, default=2)
     parser.add_argument("--prompts", type=int, default=16, help="distinct prompts")
     parser.add_argument("--prompt-tokens", type=int, default=16)
-    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the server (and --direct)")
+    parser.add_argument("--direct", action="store_true", help="add direct llm_model.generate rows")
     parser.add_argument(
-        "--threads", type=int, default=1, help="torch threads of the server and of the direct worker"
+        "--quick",
+        action="store_true",
+        help="a check that it works: tiny only, 1,4,8 clients, 32 new tokens, 2 repetitions, 1 request each",
     )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -268,6 +333,9 @@ def main() -> int:
     if options.worker:
         print(json.dumps(worker_direct(**json.loads(options.worker))))
         return 0
+    if options.quick:
+        options.models, options.concurrency, options.new_tokens = "tiny", "1,4,8", 32
+        options.reps, options.requests_per_client = 2, 1
 
     import torch
 
@@ -276,62 +344,74 @@ def main() -> int:
     load_start = os.getloadavg()[0]  # a shared machine: other work slows every row alike
     levels = [int(c) for c in options.concurrency.split(",")]
     prompts = make_prompts(options.prompts, options.prompt_tokens)
-    raw: dict[str, list[dict[str, Any]]] = {"direct": [], **{f"serve c{c}": [] for c in levels}}
+    threads = {"OMP_NUM_THREADS": str(options.threads)}
+    serve_args = ["--name", NAME, "--max-batch-size", str(max(levels))]
+    rows, raws, peaks = [], {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = make_checkpoint(Path(tmp), options.shape)
-        threads = {"OMP_NUM_THREADS": str(options.threads)}
-        with spawn_server(checkpoint, args=["--name", NAME], env=threads) as server:
-            run_load(server.url, prompts[:2], 4, 1)  # warm-up
-            for rep in range(options.reps):  # interleaved: every mode once per repetition
-                raw["direct"].append(run_direct(checkpoint, prompts, options.new_tokens, threads))
-                print(f"rep {rep} direct: {_brief(raw['direct'][-1])}", flush=True)
-                for c in levels:
-                    raw[f"serve c{c}"].append(run_load(server.url, prompts, options.new_tokens, c))
-                    print(f"rep {rep} serve c{c}: {_brief(raw[f'serve c{c}'][-1])}", flush=True)
-            rss = server.rss_bytes()
-    rows = summarize(raw)
+        for model in options.models.split(","):
+            checkpoint = make_checkpoint(Path(tmp), model)
+            raw: dict[str, list[dict[str, Any]]] = {f"serve c{c}": [] for c in levels}
+            if options.direct:
+                raw["direct"] = []
+            with spawn_server(checkpoint, args=serve_args, env=threads) as server:
+                run_load(server.url, prompts, 4, max(levels), 1)  # warm-up at the widest batch
+                for rep in range(options.reps):
+                    order = levels[rep % len(levels) :] + levels[: rep % len(levels)]  # rotated
+                    for c in order:
+                        result = run_load(
+                            server.url, prompts, options.new_tokens, c, options.requests_per_client
+                        )
+                        result["rss"] = memory(server.pid)["rss"]
+                        raw[f"serve c{c}"].append(result)
+                        print(f"{model} rep {rep} serve c{c}: {_brief(result)}", flush=True)
+                    if options.direct:
+                        direct_prompts = prompts[: options.requests_per_client]
+                        raw["direct"].append(
+                            run_direct(checkpoint, direct_prompts, options.new_tokens, threads)
+                        )
+                        print(f"{model} rep {rep} direct: {_brief(raw['direct'][-1])}", flush=True)
+                peak = memory(server.pid)["peak"]
+            peaks[model] = None if peak is None else round(peak / 2**20, 1)
+            rows += summarize(model, raw, levels)
+            raws[model] = raw
     machine = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
-        "threads": next((r["threads"] for r in raw["direct"] if "threads" in r), options.threads),
-        "server_rss_mb_after": None if rss is None else round(rss / 2**20, 1),
+        "server_peak_rss_mb": peaks,
         "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]},
     }
     settings = {
-        "shape": options.shape,
+        "models": options.models.split(","),
         "reps": options.reps,
         "prompts": options.prompts,
         "prompt_tokens": options.prompt_tokens,
         "new_tokens": options.new_tokens,
+        "requests_per_client": options.requests_per_client,
         "concurrency": levels,
+        "max_batch_size": max(levels),
+        "threads": options.threads,
+        "quick": options.quick,
     }
-    name = f"{time.strftime('%Y-%m-%d')}-serve"
+    name = f"{time.strftime('%Y-%m-%d')}-serve" + ("-quick" if options.quick else "")
     options.out.mkdir(parents=True, exist_ok=True)
     (options.out / f"{name}.json").write_text(
-        json.dumps({"machine": machine, "settings": settings, "summary": rows, "raw": raw}, indent=2)
+        json.dumps({"machine": machine, "settings": settings, "summary": rows, "raw": raws}, indent=2)
     )
     (options.out / f"{name}.md").write_text(markdown(machine, settings, rows))
     print((options.out / f"{name}.md").read_text())
     return 0
 
 
-def _load(machine: dict[str, Any]) -> str:
-    load = machine.get("load_average_1min")
-    return (
-        f" (1-minute load average {load['start']:.1f} at the start, {load['end']:.1f} at the end)"
-        if load
-        else ""
-    )
-
-
 def _brief(result: dict[str, Any]) -> str:
     if "error" in result:
         return result["error"]
+    ttft = percentile(result.get("first_pieces", []), 50)
     return (
         f"{result['requests']} requests, {result['tokens']} tokens in {result['seconds']:.2f} s "
-        f"({result['tokens'] / result['seconds']:.1f} tok/s), {len(result.get('errors', []))} errors"
+        f"({result['tokens'] / result['seconds']:.1f} tok/s, p50 first token {_fmt(ttft, '.3f')} s), "
+        f"{len(result.get('errors', []))} errors"
     )
 
 

@@ -127,24 +127,44 @@ class BatchDecoder:
         return len(self.rows) >= self.max_batch_size
 
     def add(self, key: Hashable, ids: Sequence[int]) -> torch.Tensor:
-        """Prefill ``ids`` alone, join the batch; return the logits of the next token ``(vocab,)``."""
-        if key in self.rows:
-            raise ConfigError(f"sequence {key!r} is already in the batch")
-        if self.full:
-            raise ConfigError(f"the batch is full ({self.max_batch_size} sequences); remove one first")
-        ids = [int(i) for i in ids][-self.context :]
-        if not ids:
-            raise ConfigError("prompt: expected at least one token, got an empty prompt")
+        """Prefill ``ids`` and join the batch; return the logits of the next token ``(vocab,)``."""
+        return self.add_many({key: ids})[key]
+
+    def add_many(self, prompts: Mapping[Hashable, Sequence[int]]) -> dict[Hashable, torch.Tensor]:
+        """Prefill several sequences in one forward (left-padded) and join them; each one's next logits.
+
+        A prompt longer than the context keeps its last ``context_length`` tokens (as ``generate``).
+        """
+        taken = [key for key in prompts if key in self.rows]
+        if taken:
+            raise ConfigError(f"sequence(s) {taken!r} are already in the batch")
+        if len(self.rows) + len(prompts) > self.max_batch_size:
+            raise ConfigError(
+                f"the batch holds {self.max_batch_size} sequences: {len(self.rows)} running + "
+                f"{len(prompts)} new do not fit; remove some first"
+            )
+        cropped = {key: [int(i) for i in ids][-self.context :] for key, ids in prompts.items()}
+        if not cropped or not all(cropped.values()):
+            raise ConfigError("prompt: expected at least one token per sequence, got an empty prompt")
+        width = max(len(ids) for ids in cropped.values())
         device = self.model.tok_emb.weight.device
-        cache = self.model.new_cache(1, max_len=len(ids))
+        idx = torch.zeros(len(cropped), width, dtype=torch.long, device=device)  # (n, width), left-padded
+        mask = torch.zeros(len(cropped), width, dtype=torch.bool, device=device)
+        for row, ids in enumerate(cropped.values()):
+            idx[row, width - len(ids) :] = torch.tensor(ids, device=device)
+            mask[row, width - len(ids) :] = True
+        cache = self.model.new_cache(len(cropped), max_len=width)
         with torch.no_grad():
-            logits = self.model(torch.tensor([ids], device=device), cache=cache)  # (1, p, vocab)
-        self.rows[key] = _Row(tokens=list(ids), cached=len(ids))
-        if len(ids) >= self.context:
-            self.sliding.add(key)
-        else:
-            self._join(key, cache, len(ids))
-        return logits[0, -1]
+            logits = _last_logits(self.model, idx, cache, None if bool(mask.all()) else mask)  # (n, vocab)
+        out = {}
+        for row, (key, ids) in enumerate(cropped.items()):
+            self.rows[key] = _Row(tokens=ids, cached=len(ids))
+            if len(ids) >= self.context:
+                self.sliding.add(key)
+            else:
+                self._join(key, cache, row, width - len(ids), len(ids))
+            out[key] = logits[row]
+        return out
 
     def remove(self, key: Hashable) -> None:
         """Free ``key``'s row (a no-op for an unknown key)."""
@@ -191,7 +211,7 @@ class BatchDecoder:
             window = [*self.rows[key].tokens, int(tokens[key])][-self.context :]
             self.rows[key].tokens.append(int(tokens[key]))
             with torch.no_grad():
-                out[key] = self.model(torch.tensor([window], device=device))[0, -1]
+                out[key] = _last_logits(self.model, torch.tensor([window], device=device), None, None)[0]
         return out
 
     # -- the storage ------------------------------------------------------------------------------
@@ -201,7 +221,8 @@ class BatchDecoder:
         """Columns the storage holds."""
         return self.mask.shape[1]
 
-    def _join(self, key: Hashable, cache: Any, p: int) -> None:
+    def _join(self, key: Hashable, cache: Any, source: int, first: int, p: int) -> None:
+        """Copy row ``source`` of ``cache`` (real tokens in columns ``first .. first + p``) into the batch."""
         if self.length < p:  # the others get a gap of padding up to the new prompt's end
             self._reserve(len(self.order) + 1, p)
             self.mask[: len(self.order), self.length : p] = False
@@ -210,8 +231,8 @@ class BatchDecoder:
             self._reserve(len(self.order) + 1, self.length)
         row, start = len(self.order), self.length - p
         for k, v, layer in zip(self.keys, self.values, cache.layers, strict=True):
-            k[row, :, start : self.length] = layer.keys[0, :, :p]
-            v[row, :, start : self.length] = layer.values[0, :, :p]
+            k[row, :, start : self.length] = layer.keys[source, :, first : first + p]
+            v[row, :, start : self.length] = layer.values[source, :, first : first + p]
         self.mask[row, :start] = False
         self.mask[row, start : self.length] = True
         self.order.append(key)
@@ -264,6 +285,23 @@ class BatchDecoder:
         self.remove(key)
         self.rows[key] = _Row(tokens=tokens, cached=self.context)
         self.sliding.add(key)
+
+
+def _last_logits(model: Any, idx: torch.Tensor, cache: Any, mask: torch.Tensor | None) -> torch.Tensor:
+    """The logits of the last position only, ``(b, vocab)``: the output head skips the others.
+
+    A prompt of ``t`` tokens would otherwise pay ``t`` times the head (a third of a
+    small GPT-2's prefill). Every scratchlm decoder ends with ``self.out_head(x)``;
+    a model without ``out_head`` computes every position's logits.
+    """
+    head = getattr(model, "out_head", None)
+    if not isinstance(head, torch.nn.Module):
+        return model(idx, cache=cache, padding_mask=mask)[:, -1]
+    handle = head.register_forward_pre_hook(lambda _, args: (args[0][:, -1:], *args[1:]))
+    try:
+        return model(idx, cache=cache, padding_mask=mask)[:, -1]  # (b, vocab)
+    finally:
+        handle.remove()
 
 
 # -- the serving engine ------------------------------------------------------------------------------
@@ -460,29 +498,34 @@ class ContinuousBatcher:
             future.get_loop().call_soon_threadsafe(_settle, future, result, error)
 
     def _admit(self) -> None:
-        """Prefill waiting requests while rows are free; each gets its first token at once."""
-        while not self.decoder.full:
-            with self.wake:
-                if not self.waiting:
-                    return
-                request = self.waiting.popleft()
+        """Prefill the waiting requests that fit, in one forward; each gets its first token at once."""
+        free = self.max_batch_size - len(self.decoder)
+        with self.wake:
+            taken = [self.waiting.popleft() for _ in range(min(free, len(self.waiting)))]
+        device = self.decoder.model.tok_emb.weight.device
+        joining = []
+        for request in taken:
             if request.cancelled.is_set():
                 continue
             seed = request.options.seed
-            device = self.decoder.model.tok_emb.weight.device
             self.active[request] = _Active(
                 PieceDecoder(self.tokenizer, self.eos_ids, request.options.stop),
                 None if seed is None else torch.Generator(device=device).manual_seed(seed),
             )
             if request.options.max_tokens == 0:
                 self._finish(request, "length")
-                continue
-            try:
-                logits = self.decoder.add(request, request.ids)
-            except Exception as exc:  # reported to its client, never kills the engine
+            else:
+                joining.append(request)
+        if not joining:
+            return
+        try:
+            logits = self.decoder.add_many({request: request.ids for request in joining})
+        except Exception as exc:  # reported to their clients, never kills the engine
+            for request in joining:
                 self._fail(request, exc)
-                continue
-            self._take(request, logits)
+            return
+        for request in joining:
+            self._take(request, logits[request])
 
     def _step(self) -> None:
         try:
