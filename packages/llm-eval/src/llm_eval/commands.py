@@ -158,6 +158,7 @@ def judge_command(
         bool,
         typer.Option("--overwrite", help="Replace --out/--review/--scores files judge did not write."),
     ] = False,
+    device: Device = "cpu",
     as_json: AsJson = False,
 ) -> None:
     """Score model responses 0-100 with a judge model on an Ollama or OpenAI-compatible server.
@@ -202,6 +203,7 @@ def judge_command(
             timeout=timeout,
             review=review,
             progress=progress,
+            device=device,
         )
     if out is not None:
         write_report(out, report)
