@@ -48,7 +48,7 @@ def refused(capsys: pytest.CaptureFixture[str], *argv: str, unit: str = "PB") ->
         ["generate", "{ckpt}", "hello"],
         ["chat", "{ckpt}"],
         ["serve", "{ckpt}", "--port", "0"],
-        ["evaluate", "perplexity", "--checkpoint", "{ckpt}", "--text", "{text}"],
+        ["evaluate", "perplexity", "{ckpt}", "--text", "{text}"],
     ],
     ids=["generate", "chat", "serve", "evaluate"],
 )

@@ -12,12 +12,21 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from llm_core.cli_options import AsJson, Device, MaxNewTokens, ModelArg, Quantize, deprecated, echo_json
 from llm_core.errors import ConfigError
 from llm_model.commands import Dtype, Force, NoVerify
 
-__all__ = ["evaluate_command", "judge_command", "parse_evaluator_args", "run_evaluator", "serve_command"]
+__all__ = [
+    "EvaluateCommand",
+    "evaluate_command",
+    "evaluator_options",
+    "judge_command",
+    "parse_evaluator_args",
+    "run_evaluator",
+    "serve_command",
+]
 
 
 def parse_evaluator_args(args: list[str]) -> tuple[list[Any], dict[str, Any]]:
@@ -88,28 +97,127 @@ def _summary(report: dict[str, Any]) -> str:
     return "\n".join(f"{k}: {report[k]}" for k in keys)
 
 
+#: ``ctx.meta`` key: the evaluator named before ``--help`` (``evaluate NAME --help``).
+_HELP_FOR = "llm_eval.evaluate.help_for"
+#: Evaluator parameters the command fills itself: MODEL, --device, and an in-memory model.
+_FILLED_BY_EVALUATE = {"checkpoint": "MODEL", "device": "--device", "model": None}
+
+
+class EvaluateCommand(TyperCommand):
+    """``evaluate``'s command: ``scratchlm evaluate NAME --help`` also lists evaluator NAME's own options."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if set(args) & set(self.get_help_option_names(ctx)):
+            ctx.meta[_HELP_FOR] = _first_positional(args, self)
+        return super().parse_args(ctx, args)
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), "[MODEL]", "[EVALUATOR OPTIONS]"]
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        super().format_help(ctx, formatter)
+        name = ctx.meta.get(_HELP_FOR)
+        if name is not None:
+            title, rows = evaluator_options(name)
+            formatter.write("\n")
+            with formatter.section(title):
+                formatter.write_dl(rows)
+
+
+def _first_positional(args: list[str], command: Any) -> str | None:
+    """The first argument that is neither an option nor the value of one of ``command``'s options."""
+    takes_value = {
+        opt for p in command.params if p.param_type_name == "option" and not p.is_flag for opt in p.opts
+    }
+    i = 0
+    while i < len(args):
+        if args[i] in takes_value:
+            i += 2
+        elif args[i].startswith("-"):
+            i += 1
+        else:
+            return args[i]
+    return None
+
+
+def evaluator_options(name: str) -> tuple[str, list[tuple[str, str]]]:
+    """``(title, [(option, description), ...])``: evaluator ``name``'s own options, from its signature."""
+    from llm_core import get_registry
+    from llm_core.errors import PluginError
+
+    try:
+        function = get_registry("evaluators")[name].obj
+    except PluginError as exc:
+        return f"Evaluator {name!r}", [("", str(exc))]
+    summary = (inspect.getdoc(function) or "").split("\n", 1)[0].replace("``", "")
+    rows = []
+    for param in inspect.signature(function).parameters.values():
+        if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            continue
+        shown = _FILLED_BY_EVALUATE.get(param.name, "--" + param.name.replace("_", "-"))
+        if shown is None:
+            continue
+        default = "" if param.default in (inspect.Parameter.empty, None) else f"[default: {param.default!r}]"
+        kind = "" if param.annotation is inspect.Parameter.empty else str(param.annotation)
+        if shown in ("MODEL", "--device"):
+            kind = "a checkpoint directory" if shown == "MODEL" else "where the model runs"
+        rows.append((shown, " ".join(x for x in (kind, default) if x)))
+    title = f"Options of evaluator {name!r}" + (f" ({summary.rstrip('.')})" if summary else "")
+    return title, rows
+
+
 def evaluate_command(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Registered evaluator: perplexity, accuracy, mmlu, judge, …")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Registered evaluator: perplexity, accuracy, mmlu, judge, … "
+            "(`scratchlm evaluate NAME --help` lists its options)."
+        ),
+    ],
     out: Annotated[
         Optional[Path], typer.Option("--out", help="Write the JSON report here (atomically).")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON.")] = False,
+    as_json: AsJson = False,
+    device: Annotated[
+        Optional[str],
+        typer.Option("--device", help="Where to run the model: cpu, cuda, cuda:1, mps [default: cpu]."),
+    ] = None,
     no_verify: NoVerify = False,
     dtype: Dtype = "auto",
     force: Force = False,
 ) -> None:
-    """Run any registered evaluator; other options go to it, e.g. --checkpoint DIR --text FILE --stride 64."""
+    """Run a registered evaluator on MODEL; other options go to it: evaluate perplexity MODEL --text FILE.
+
+    The evaluator's own options are its keyword parameters, dashed
+    (``--stride 64`` -> ``stride=64``; values read as JSON when they parse).
+    """
     from llm_eval.reports import json_safe, write_report
     from llm_model.checkpoint import checksum_verification
     from llm_model.loading import load_options
 
     args, kwargs = parse_evaluator_args(list(ctx.args))
+    if "checkpoint" in kwargs:  # 0.2 spelled the model --checkpoint DIR
+        deprecated("--checkpoint", "the positional MODEL (scratchlm evaluate NAME MODEL …)")
+    if device is not None:
+        _check_takes_device(name)
+        kwargs["device"] = device
     with checksum_verification(not no_verify), load_options(dtype=dtype, force=force):
         report = run_evaluator(name, *args, **kwargs)
     if out is not None:
         write_report(out, report)
-    typer.echo(json.dumps(json_safe(report), indent=2) if as_json else _summary(report))
+    if as_json:
+        echo_json(json_safe(report))
+    else:
+        typer.echo(_summary(report))
+
+
+def _check_takes_device(name: str) -> None:
+    from llm_core import get_registry
+
+    params = inspect.signature(get_registry("evaluators")[name].obj).parameters
+    if "device" not in params and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        raise ConfigError(f"evaluator '{name}' runs no model, so it takes no --device")
 
 
 def judge_command(

@@ -313,16 +313,9 @@ def evaluate_mmlu(
         subjects = [s for s in subjects.split(",") if s]
     if data_dir is None and not hub:
         raise ConfigError("mmlu: expected --data-dir DIR (with dev/ and test/) or --hub for cais/mmlu")
-    if model is None:
-        if checkpoint is None:
-            raise ConfigError("mmlu: expected a checkpoint directory (or a model); pass --checkpoint")
-        from llm_eval.checkpoints import load_model_and_tokenizer
+    from llm_eval.checkpoints import load_model_and_tokenizer
 
-        model, tok = load_model_and_tokenizer(checkpoint, tokenizer, device=device)
-    else:
-        from llm_eval.checkpoints import resolve_tokenizer
-
-        tok = resolve_tokenizer(tokenizer, model)
+    model, tok = load_model_and_tokenizer(checkpoint, tokenizer, model=model, device=device, evaluator="mmlu")
     if data_dir is not None:
         test = load_mmlu(data_dir, "test", subjects)
         dev = load_mmlu(data_dir, "dev", list(test)) if k_shot else {}

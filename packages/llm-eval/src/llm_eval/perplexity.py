@@ -201,18 +201,16 @@ def evaluate_perplexity(
             "perplexity: expected exactly one of text=FILE or prepared=DIR, "
             f"got {'both' if text is not None else 'neither'}; pass --text or --prepared"
         )
-    if model is None:
-        if checkpoint is None:
-            raise ConfigError("perplexity: expected a checkpoint directory (or a model); pass --checkpoint")
-        from llm_eval.checkpoints import load_model_and_tokenizer
+    from llm_eval.checkpoints import load_model_and_tokenizer
 
-        model, tok = load_model_and_tokenizer(
-            checkpoint, tokenizer if text is not None else None, device=device
-        )
-    else:
-        from llm_eval.checkpoints import resolve_tokenizer
-
-        tok = resolve_tokenizer(tokenizer, model) if text is not None else None
+    model, tok = load_model_and_tokenizer(
+        checkpoint,
+        tokenizer,
+        model=model,
+        device=device,
+        evaluator="perplexity",
+        with_tokenizer=text is not None,
+    )
     if text is not None:
         from llm_data import tokens_from_text_file
 

@@ -35,6 +35,7 @@ def register_commands(cli: Any) -> None:
 
     cli.command(
         "evaluate",
+        cls=commands.EvaluateCommand,
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     )(commands.evaluate_command)
     cli.command("judge")(commands.judge_command)
