@@ -7,6 +7,7 @@ the ones named) and lists each departure from the rules in ``docs/cli.md``:
   ``--output`` …: hidden deprecated aliases are fine);
 - a positional argument that names a model shows as ``MODEL``; outputs go to ``--out``;
 - every command that trains (one with ``--resume``) takes ``--config`` and ``--set``;
+- every command that runs a positional ``MODEL`` takes ``--device``;
 - every command that produces a result takes ``--json`` (interactive ones and
   servers are exempt: ``chat``, ``serve``);
 - a shared option has the same shape everywhere (``--json`` and ``--resume``
@@ -43,6 +44,8 @@ OLD_SPELLINGS = {
 }
 #: Commands that print no single result: an interactive loop and a server.
 NO_RESULT = frozenset({"chat", "serve"})
+#: Commands that convert a model's files without running it (no --device).
+CONVERTERS = frozenset({"export-hf", "import-hf", "import-book"})
 #: Positional parameter names that hold a model.
 MODEL_ARGUMENTS = frozenset({"model", "checkpoint", "base"})
 #: Positional parameter names that hold an output.
@@ -73,9 +76,11 @@ def _problems(name: str, command: Any) -> Iterator[str]:
 
     resume_help = typing.get_args(Resume)[1].help
     options: dict[str, Any] = {}
+    takes_model = False
     for param in command.params:
         if param.param_type_name == "argument":
-            if param.name in MODEL_ARGUMENTS and param.metavar != "MODEL":
+            takes_model = takes_model or param.name in MODEL_ARGUMENTS
+            if param.name in MODEL_ARGUMENTS and param.metavar not in {"MODEL", "[MODEL]"}:
                 yield f"{name}: the positional {param.name!r} must show as MODEL (metavar='MODEL')"
             if param.name in OUTPUT_ARGUMENTS and not param.hidden:
                 yield f"{name}: the output goes to --out, not a positional {param.name.upper()}"
@@ -96,6 +101,8 @@ def _problems(name: str, command: Any) -> Iterator[str]:
         for needed in ("--config", "--set", "--out"):
             if needed not in options:
                 yield f"{name}: trains (it has --resume) but has no {needed}"
+    if takes_model and name not in CONVERTERS and "--device" not in options:
+        yield f"{name}: runs MODEL but has no --device"
     if name not in NO_RESULT and "--json" not in options:
         yield f"{name}: produces a result but has no --json"
 
