@@ -8,33 +8,22 @@ module the models use. ``llm_attention.book`` keeps chapter 3's progression.
 
 from __future__ import annotations
 
-from llm_core.exports import distribution_version, lazy_exports
+from llm_core.exports import distribution_version, export_table, lazy_exports
 
 __version__ = distribution_version("llm-attention")
 
-#: Public name -> submodule defining it; imported on first use (no torch for `scratchlm --help`).
-_EXPORTS = {
-    "BookMultiHeadAttention": "book",
-    "CausalAttention": "book",
-    "KVCache": "kv_cache",
-    "LayerKVCache": "kv_cache",
-    "MultiHeadAttention": "multihead",
-    "MultiHeadAttentionWrapper": "book",
-    "RotaryEmbedding": "rope",
-    "SCALING_TYPES": "rope",
-    "SelfAttentionV1": "book",
-    "SelfAttentionV2": "book",
-    "apply_rotary": "rope",
-    "attention": "backends",
-    "attention_mask": "masks",
-    "causal_mask": "masks",
-    "get_backend": "backends",
-    "naive_attention": "backends",
-    "repeat_kv": "backends",
-    "rotate_half": "rope",
-    "sdpa_attention": "backends",
-    "simplified_self_attention": "book",
-}
+#: Submodule: the public names it defines, imported on first use (no torch for `scratchlm --help`).
+_EXPORTS = export_table(
+    """
+    backends: attention get_backend naive_attention repeat_kv sdpa_attention
+    book: BookMultiHeadAttention CausalAttention MultiHeadAttentionWrapper SelfAttentionV1
+          SelfAttentionV2 simplified_self_attention
+    kv_cache: KVCache LayerKVCache
+    masks: attention_mask causal_mask
+    multihead: MultiHeadAttention
+    rope: RotaryEmbedding SCALING_TYPES apply_rotary rotate_half
+    """
+)
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

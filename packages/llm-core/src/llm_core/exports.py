@@ -11,7 +11,28 @@ from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-__all__ = ["distribution_version", "lazy_exports"]
+__all__ = ["distribution_version", "export_table", "lazy_exports"]
+
+
+def export_table(text: str) -> dict[str, str]:
+    """Public name -> submodule, from lines ``submodule: Name other_name ...``.
+
+    A line without ``submodule:`` continues the previous one. A name listed
+    twice is a ``ValueError`` (a package's table is checked when it is imported).
+    """
+    table: dict[str, str] = {}
+    module = ""
+    for line in text.splitlines():
+        head, colon, names = line.partition(":")
+        if colon:
+            module = head.strip()
+        else:
+            names = line
+        for name in names.split():
+            if not module or name in table:
+                raise ValueError(f"export table: {name!r} listed twice or before any 'submodule:'")
+            table[name] = module
+    return table
 
 
 def distribution_version(distribution: str) -> str:
