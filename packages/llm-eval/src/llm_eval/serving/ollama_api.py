@@ -25,6 +25,7 @@ from llm_eval.serving.errors import RequestError
 from llm_eval.serving.parsing import (
     check_model,
     messages_field,
+    model_request,
     now,
     ollama_options,
     read_body,
@@ -149,8 +150,7 @@ def ollama_router(runner: ModelRunner, engine: Engine, limits: ServerLimits) -> 
     async def embed(request: Request) -> Any:
         start = time.perf_counter_ns()
         try:
-            body = await read_body(request)
-            check_model(runner, body)
+            body = await model_request(runner, request)
             vectors, count = await embed_inputs(body, "input", normalise=True)
         except RequestError as exc:
             return ollama_error(exc)
@@ -169,8 +169,7 @@ def ollama_router(runner: ModelRunner, engine: Engine, limits: ServerLimits) -> 
     )
     async def embeddings(request: Request) -> Any:
         try:
-            body = await read_body(request)
-            check_model(runner, body)
+            body = await model_request(runner, request)
             if not isinstance(body.get("prompt"), str):
                 raise RequestError(422, "prompt: expected a string", param="prompt")
             vectors, _ = await embed_inputs(body, "prompt", normalise=False)
@@ -180,8 +179,7 @@ def ollama_router(runner: ModelRunner, engine: Engine, limits: ServerLimits) -> 
 
     async def generation(request: Request, chat: bool) -> Any:
         try:
-            body = await read_body(request)
-            check_model(runner, body)
+            body = await model_request(runner, request)
             stream = stream_flag(body, True)
             if chat:
                 ids = runner.encode_chat(messages_field(body))

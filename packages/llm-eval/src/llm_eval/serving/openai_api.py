@@ -31,6 +31,7 @@ from llm_eval.serving.errors import RequestError
 from llm_eval.serving.parsing import (
     check_model,
     messages_field,
+    model_request,
     number,
     openai_options,
     read_body,
@@ -152,8 +153,7 @@ def openai_router(runner: ModelRunner, engine: Engine, limits: ServerLimits) -> 
     )
     async def embeddings(request: Request) -> Any:
         try:
-            body = await read_body(request)
-            check_model(runner, body)
+            body = await model_request(runner, request)
             raw = body.get("input")
             if isinstance(raw, str) or (
                 isinstance(raw, list) and raw and all(isinstance(i, int) for i in raw)
@@ -197,8 +197,7 @@ def openai_router(runner: ModelRunner, engine: Engine, limits: ServerLimits) -> 
 
     async def completion(request: Request, chat: bool) -> Any:
         try:
-            body = await read_body(request)
-            check_model(runner, body)
+            body = await model_request(runner, request)
             stream = stream_flag(body, False)
             if chat:
                 reject_unsupported(body, {"logprobs": False, "top_logprobs": 0})

@@ -21,6 +21,7 @@ __all__ = [
     "LIMIT_HINT",
     "check_model",
     "messages_field",
+    "model_request",
     "now",
     "number",
     "ollama_options",
@@ -61,6 +62,13 @@ def check_model(runner: ModelRunner, body: dict[str, Any], key: str = "model") -
     model = body.get(key)
     if not runner.accepts(model):
         raise RequestError(404, f"model {model!r} not found; this server serves {runner.name!r}", param=key)
+
+
+async def model_request(runner: ModelRunner, request: Any) -> dict[str, Any]:
+    """The JSON body of a request for the served model (:func:`read_body`, then :func:`check_model`)."""
+    body = await read_body(request)
+    check_model(runner, body)
+    return body
 
 
 def stream_flag(body: dict[str, Any], default: bool) -> bool:
