@@ -331,14 +331,11 @@ class _Request:
         self.read = 0  # events taken (event loop)
         self.sent_at: deque[float] = deque()  # when each event not yet known to be read was put
 
-    def put(self, event: Event) -> None:
-        """Hand an event to the request's event loop (called on the decoding thread)."""
+    def put(self, event: Event, outbox: list[tuple[_Request, Event]]) -> None:
+        """Count an event for the client and add it to ``outbox`` (decoding thread)."""
         self.sent += 1
         self.sent_at.append(time.monotonic())
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
-        except RuntimeError:  # the event loop is gone (server shut down)
-            self.cancelled.set()
+        outbox.append((self, event))
 
     def stalled_for(self, now: float) -> float:
         """Seconds the oldest unread event has waited (0 when the client is up to date)."""
@@ -401,6 +398,8 @@ class ContinuousBatcher:
         self.waiting: deque[_Request] = deque()
         self.active: dict[_Request, _Active] = {}
         self.calls: deque[tuple[Callable[[], Any], asyncio.Future[Any]]] = deque()
+        #: Events of this step, handed to their event loops together (one wake-up per loop and step).
+        self.outbox: list[tuple[_Request, Event]] = []
         self.wake = threading.Condition()
         self.closing = threading.Event()
         self.durations: deque[float] = deque(maxlen=32)  # seconds of the last requests, for Retry-After
@@ -443,7 +442,7 @@ class ContinuousBatcher:
         request = _Request([int(i) for i in ids], options, asyncio.get_running_loop())
         with self.wake:
             if self.closing.is_set():  # the decoding thread has stopped or is stopping
-                request.put(("done", request.stats("shutdown")))
+                request.queue.put_nowait(("done", request.stats("shutdown")))  # on the loop already
             else:
                 free_rows = max(0, self.max_batch_size - len(self.active))
                 if len(self.waiting) >= free_rows + self.max_queue:
@@ -487,6 +486,20 @@ class ContinuousBatcher:
                 self._admit()
                 if self.active:
                     self._step()
+                self._flush()
+
+    def _flush(self) -> None:
+        """Hand this step's events to their event loops, one call per loop."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Request, Event]]] = {}
+        for request, event in self.outbox:
+            by_loop.setdefault(request.loop, []).append((request, event))
+        self.outbox = []
+        for loop, events in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, events)
+            except RuntimeError:  # the event loop is gone (server shut down)
+                for request, _ in events:
+                    request.cancelled.set()
 
     def _run_calls(self) -> None:
         while self.calls:
@@ -548,7 +561,7 @@ class ContinuousBatcher:
         active.next_token = int(sampled[0])
         piece = active.decoder.push(active.next_token)
         if piece is not None:
-            request.put(("text", piece))
+            request.put(("text", piece), self.outbox)
         if active.decoder.done_reason is not None:
             self._finish(request, active.decoder.done_reason)
         elif len(active.decoder.token_ids) >= options.max_tokens:
@@ -561,15 +574,15 @@ class ContinuousBatcher:
         if reason in ("stop", "length"):
             rest = active.decoder.flush()
             if rest is not None:
-                request.put(("text", rest))
+                request.put(("text", rest), self.outbox)
         duration = time.perf_counter_ns() - active.started
         self.durations.append(duration / 1e9)
-        request.put(("done", request.stats(reason, len(active.decoder.token_ids), duration)))
+        request.put(("done", request.stats(reason, len(active.decoder.token_ids), duration)), self.outbox)
 
     def _fail(self, request: _Request, exc: Exception) -> None:
         self.decoder.remove(request)
         self.active.pop(request, None)
-        request.put(("error", f"{type(exc).__name__}: {exc}"))
+        request.put(("error", f"{type(exc).__name__}: {exc}"), self.outbox)
 
     def _drop_finished(self) -> None:
         """Free the rows of clients that left, and end those that stopped reading."""
@@ -588,8 +601,14 @@ class ContinuousBatcher:
         with self.wake:
             waiting, self.waiting = list(self.waiting), deque()
         for request in waiting:
-            request.put(("done", request.stats("shutdown")))
+            request.put(("done", request.stats("shutdown")), self.outbox)
+        self._flush()
         self._run_calls()
+
+
+def _deliver(events: list[tuple[_Request, Event]]) -> None:
+    for request, event in events:
+        request.queue.put_nowait(event)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
