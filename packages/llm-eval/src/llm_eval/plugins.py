@@ -22,10 +22,13 @@ def register_evaluators(register: Register) -> None:
     from llm_eval.mmlu import evaluate_mmlu
     from llm_eval.perplexity import evaluate_perplexity
 
-    register("perplexity", evaluate_perplexity, description="loss and perplexity, strided sliding window")
-    register("accuracy", evaluate_accuracy, description="accuracy, per-class P/R/F1, confusion matrix")
-    register("mmlu", evaluate_mmlu, description="MMLU k-shot multiple-choice accuracy (next-token logits)")
-    register("judge", evaluate_judge, description="LLM-as-a-judge scores 0-100 (Ollama/OpenAI server)")
+    for name, function, description in (
+        ("perplexity", evaluate_perplexity, "loss and perplexity, strided sliding window"),
+        ("accuracy", evaluate_accuracy, "accuracy, per-class P/R/F1, confusion matrix"),
+        ("mmlu", evaluate_mmlu, "MMLU k-shot multiple-choice accuracy (next-token logits)"),
+        ("judge", evaluate_judge, "LLM-as-a-judge scores 0-100 (Ollama/OpenAI server)"),
+    ):
+        register(name, function, description=description)
 
 
 @hookimpl
