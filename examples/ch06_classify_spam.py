@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=123)
     args = parser.parse_args()
 
-    from llm_finetune import classify_texts, finetune_classifier, load_finetuned
+    from llm_finetune import ClassifyConfig, classify_texts, finetune_classifier, load_finetuned
 
     scratch = tempfile.TemporaryDirectory(prefix="classify-spam-")  # removed at exit: pass --out to keep
     out = (args.out or Path(scratch.name)).absolute()
@@ -87,11 +87,13 @@ def main() -> None:
     pretrain_seconds = time.perf_counter() - start
 
     # 2. Classification finetuning (chapter 6) on the balanced spam split.
-    run = finetune_classifier(
-        base,
-        "sms-spam",
-        out / "classifier",
-        data_root=data_dir(args.data_dir),
+    #    Every setting is a field of ClassifyConfig (the same as `scratchlm finetune classify`'s
+    #    --config file); the ones left out keep the book's defaults.
+    config = ClassifyConfig(
+        model=str(base),
+        data="sms-spam",
+        data_dir=str(data_dir(args.data_dir)),
+        out=str(out / "classifier"),
         trainable=args.trainable,
         epochs=None if args.max_steps else args.epochs,
         max_steps=args.max_steps,
@@ -101,6 +103,7 @@ def main() -> None:
         seed=args.seed,
         progress=False,
     )
+    run = finetune_classifier(config)
     total = time.perf_counter() - start
     for split, report in run.reports.items():
         print(f"{split} accuracy: {report['accuracy'] * 100:.2f}% ({report['examples']} messages)")
@@ -108,10 +111,10 @@ def main() -> None:
     print(f"  {run.reports['test']['confusion_matrix']}")
 
     # 3. Use it: the label and its probability for new messages (what `scratchlm classify` prints).
-    classifier = load_finetuned(run.final_dir)
+    classifier = load_finetuned(run.final_dir)  # the model, its labels and its tokenizer's name
     from llm_data import get_tokenizer
 
-    tokenizer = get_tokenizer(classifier.checkpoint_config.get("tokenizer", "gpt2"))
+    tokenizer = get_tokenizer(classifier.tokenizer_name)
     messages = [
         "You are a winner you have been specially selected to receive $1000 cash or a $2000 award.",
         "Hey, just wanted to check if we're still on for dinner tonight? Let me know!",

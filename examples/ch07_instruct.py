@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -35,6 +36,7 @@ def main() -> None:
 
     from llm_data import format_input
     from llm_finetune import (
+        InstructConfig,
         LoRAConfig,
         finetune_instructions,
         load_finetuned,
@@ -49,27 +51,28 @@ def main() -> None:
     print({split: len(records) for split, records in splits.items()})  # train 935, test 110, val 55
     print(format_input(splits["train"][0]) + "\n\n### Response:\n" + splits["train"][0]["output"])
 
-    common = dict(
-        data_root=root,
+    # Every setting is a field of InstructConfig (what `scratchlm finetune instruct --config` reads);
+    # the ones left out keep the book's defaults.
+    common = InstructConfig(
+        model=args.base,
+        data="instructions",
+        data_dir=str(root),
+        out=str(out / "sft"),
         epochs=None if args.max_steps else args.epochs,
         max_steps=args.max_steps,
+        lr=args.lr,
         test_limit=args.test_limit,
         max_new_tokens=args.max_new_tokens,
         eval_every=min(50, args.max_steps or 50),
         progress=False,
     )
     # 1. Full finetuning: every weight trains (the book's section 7.6).
-    sft = finetune_instructions(args.base, "instructions", out / "sft", lr=args.lr, **common)
+    sft = finetune_instructions(common)
     # 2. LoRA (appendix E): the base is frozen, rank-8 adapters on every linear layer of the blocks train.
-    lora = finetune_instructions(
-        args.base,
-        "instructions",
-        out / "lora",
-        trainable="lora",
-        lora=LoRAConfig(rank=8, alpha=16),
-        lr=args.lr * 10,
-        **common,
+    lora_config = replace(
+        common, out=str(out / "lora"), trainable="lora", lora=LoRAConfig(rank=8, alpha=16), lr=args.lr * 10
     )
+    lora = finetune_instructions(lora_config)
     share = lora.trainable_parameters / sft.trainable_parameters
     print(f"trainable parameters: all {sft.trainable_parameters:,}, LoRA {lora.trainable_parameters:,}")
     print(
@@ -79,7 +82,7 @@ def main() -> None:
 
     # 3. The run also merged the adapters into plain weights (RUN_DIR/merged): same outputs, and a
     #    checkpoint every command loads (`serve`, `generate` and `evaluate` read plain checkpoints).
-    adapted = load_finetuned(lora.final_dir)
+    adapted = load_finetuned(lora.final_dir).model
     merged = load_pretrained(lora.run_dir / "merged")
     probe = torch.randint(0, adapted.config.vocab_size, (1, 16))
     with torch.no_grad():
@@ -95,7 +98,9 @@ def main() -> None:
         print(f"  reference: {first['output']!r}")
         print(f"  model:     {first['model_response']!r}")
         print(f"responses: {sft.responses_file}")
-        print(f"try: scratchlm judge {sft.responses_file} --judge-model llama3   (with `ollama serve` running)")
+        print(
+            f"try: scratchlm judge {sft.responses_file} --judge-model llama3   (with `ollama serve` running)"
+        )
     if args.out is None:
         print("note: the run is in a temporary directory, removed on exit; pass --out DIR to keep it")
 

@@ -26,7 +26,7 @@ from llm_core.errors import ConfigError, DataError
 from llm_finetune.checkpoints import BaseModel, FinetunedModel
 from llm_finetune.config import ClassifyConfig
 from llm_finetune.heads import HEAD, last_token_logits, to_classifier
-from llm_finetune.recipe import FinetuneRun, Recipe, run_recipe
+from llm_finetune.recipe import Echo, FinetuneRun, Recipe, run_recipe
 from llm_finetune.tasks import FinetuneTask
 from llm_model import model_config
 
@@ -410,7 +410,8 @@ class ClassificationRecipe(Recipe[ClassifyConfig, Splits, ClassifierRun]):
     task = "classification"
     modules_to_save = (HEAD,)
 
-    def __init__(self) -> None:
+    def __init__(self, echo: Callable[[str], None] = print) -> None:
+        super().__init__(echo)
         self.datasets: dict[str, ClassificationDataset] = {}
 
     def load_data(self, config: ClassifyConfig) -> Splits:
@@ -419,12 +420,7 @@ class ClassificationRecipe(Recipe[ClassifyConfig, Splits, ClassifierRun]):
         )
 
     def prepare(
-        self,
-        config: ClassifyConfig,
-        base: BaseModel,
-        data: Splits,
-        info: dict[str, Any],
-        echo: Callable[[str], None],
+        self, config: ClassifyConfig, base: BaseModel, data: Splits
     ) -> tuple[ClassifyConfig, ClassificationTask]:
         splits, names = data
         tok = base.tokenizer
@@ -452,25 +448,19 @@ class ClassificationRecipe(Recipe[ClassifyConfig, Splits, ClassifierRun]):
             )
         truncated = sum(d.truncated for d in self.datasets.values())
         if truncated:
-            echo(f"note: {truncated} text(s) longer than {length} tokens were truncated")
+            self.echo(f"note: {truncated} text(s) longer than {length} tokens were truncated")
         to_classifier(base.model, len(names))
-        echo(f"labels: {', '.join(names)}")
-        info = {**info, "labels": list(names), "num_classes": len(names), "max_length": length}
-        info["pad_token_id"] = pad
+        self.echo(f"labels: {', '.join(names)}")
+        own = {"labels": list(names), "num_classes": len(names), "max_length": length, "pad_token_id": pad}
         task = ClassificationTask(
+            **self.task_fields(config, base, **own),
             train=self.datasets["train"],
             val=self.datasets["val"],
-            eval_batches=config.eval_batches,
-            batch_size=config.batch_size,
-            tokenizer_name=base.tokenizer_name,
-            info=info,
             labels=list(names),
         )
         return dataclasses.replace(config, max_length=length), task
 
-    def finish(
-        self, run: FinetuneRun, model: nn.Module, base: BaseModel, data: Splits, echo: Callable[[str], None]
-    ) -> ClassifierRun:
+    def finish(self, run: FinetuneRun, model: nn.Module, base: BaseModel, data: Splits) -> ClassifierRun:
         from llm_core.config_io import write_json_atomic
 
         names = data[1]
@@ -483,13 +473,7 @@ class ClassificationRecipe(Recipe[ClassifyConfig, Splits, ClassifierRun]):
         return ClassifierRun(**vars(run), labels=list(names), reports=reports, truncated=truncated)
 
 
-def finetune_classifier(
-    config: ClassifyConfig,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    echo: Callable[[str], None] = print,
-) -> ClassifierRun:
+def finetune_classifier(config: ClassifyConfig, *, echo: Echo = print, **flags: bool) -> ClassifierRun:
     """Finetune ``config.model`` (a checkpoint directory or a preset name) as a classifier on ``config.data``.
 
     The book's defaults (:class:`~llm_finetune.config.ClassifyConfig`): last transformer
@@ -497,5 +481,6 @@ def finetune_classifier(
     5 epochs. Writes the Trainer's run directory plus ``eval.json`` (train/val/test
     accuracy, loss, confusion matrices), ``loss.png`` and ``accuracy.png`` (with
     matplotlib) and, for LoRA, ``adapters.safetensors`` and ``merged/``.
+    ``flags``: ``resume`` and ``overwrite`` of :func:`~llm_finetune.recipe.run_recipe`.
     """
-    return run_recipe(ClassificationRecipe(), config, resume=resume, overwrite=overwrite, echo=echo)
+    return run_recipe(ClassificationRecipe(echo), config, **flags)

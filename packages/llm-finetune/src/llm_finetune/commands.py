@@ -300,6 +300,12 @@ def classify_command(
 
 def chat_command(
     model: ModelArg,
+    tokenizer: Tokenizer = None,
+    device: Device = "cpu",
+    dtype: Dtype = "auto",
+    force: Force = False,
+    no_verify: NoVerify = False,
+    quantize: Quantize = "none",
     template: Annotated[
         Optional[str],
         typer.Option(
@@ -310,17 +316,8 @@ def chat_command(
     ] = None,
     max_new_tokens: MaxNewTokens = 256,
     temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy.")] = 0.0,
-    top_k: Annotated[
-        Optional[int],
-        typer.Option("--top-k", help="Sample among the k likeliest."),
-    ] = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Sample among the k likeliest.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for sampling.")] = None,
-    tokenizer: Tokenizer = None,
-    device: Device = "cpu",
-    dtype: Dtype = "auto",
-    quantize: Quantize = "none",
-    no_verify: NoVerify = False,
-    force: Force = False,
 ) -> None:
     """Chat with an instruction-finetuned model: one instruction per line, Ctrl-D to quit."""
     from llm_core.errors import ConfigError

@@ -12,10 +12,9 @@ and their margin are logged with every evaluation (``train_reward_margin``,
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from torch import nn
 from llm_core.errors import DataError
 from llm_finetune.checkpoints import BaseModel
 from llm_finetune.config import DPOConfig
-from llm_finetune.recipe import FinetuneRun, Recipe, run_recipe
+from llm_finetune.recipe import Echo, FinetuneRun, Recipe, run_recipe
 from llm_finetune.tasks import FinetuneTask
 from llm_finetune.templates import PromptTemplate, get_template
 from llm_model import model_config
@@ -240,29 +239,18 @@ class DPORecipe(Recipe[DPOConfig, PreferenceSplits, DPORun]):
         return splits
 
     def prepare(
-        self,
-        config: DPOConfig,
-        base: BaseModel,
-        data: PreferenceSplits,
-        info: dict[str, Any],
-        echo: Callable[[str], None],
+        self, config: DPOConfig, base: BaseModel, data: PreferenceSplits
     ) -> tuple[DPOConfig, DPOTask]:
-        config = dataclasses.replace(
-            config, template=config.template or base.info.get("template") or "alpaca"
-        )
         template = get_template(str(config.template))
         reference = copy.deepcopy(base.model).eval()  # before any LoRA layer or freezing
         for param in reference.parameters():
             param.requires_grad_(False)
         tok = base.tokenizer
-        echo(f"reference: a frozen copy of the base; beta {config.beta}; template: {config.template}")
+        self.echo(f"reference: a frozen copy of the base; beta {config.beta}; template: {config.template}")
         task = DPOTask(
             train=PreferenceDataset(data["train"], tok, template),
             val=PreferenceDataset(data["val"] or data["test"], tok, template),
-            eval_batches=config.eval_batches,
-            batch_size=config.batch_size,
-            tokenizer_name=base.tokenizer_name,
-            info={**info, "template": config.template, "beta": config.beta},
+            **self.task_fields(config, base, template=config.template, beta=config.beta),
             reference=reference,
             beta=config.beta,
             pad_token_id=tok.eot_token if tok.eot_token is not None else 0,
@@ -270,14 +258,7 @@ class DPORecipe(Recipe[DPOConfig, PreferenceSplits, DPORun]):
         )
         return config, task
 
-    def finish(
-        self,
-        run: FinetuneRun,
-        model: nn.Module,
-        base: BaseModel,
-        data: PreferenceSplits,
-        echo: Callable[[str], None],
-    ) -> DPORun:
+    def finish(self, run: FinetuneRun, model: nn.Module, base: BaseModel, data: PreferenceSplits) -> DPORun:
         from llm_train import read_metrics
 
         margins = [
@@ -292,16 +273,11 @@ class DPORecipe(Recipe[DPOConfig, PreferenceSplits, DPORun]):
         )
 
 
-def finetune_dpo(
-    config: DPOConfig,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    echo: Callable[[str], None] = print,
-) -> DPORun:
+def finetune_dpo(config: DPOConfig, *, echo: Echo = print, **flags: bool) -> DPORun:
     """DPO of ``config.model`` on preference ``config.data`` (:class:`~llm_finetune.config.DPOConfig`).
 
     The book's defaults: beta 0.1, 1 epoch, AdamW 5e-6, weight decay 0.01. The template
     defaults to the base checkpoint's (the SFT model's), else ``alpaca``.
+    ``flags``: ``resume`` and ``overwrite`` of :func:`~llm_finetune.recipe.run_recipe`.
     """
-    return run_recipe(DPORecipe(), config, resume=resume, overwrite=overwrite, echo=echo)
+    return run_recipe(DPORecipe(echo), config, **flags)

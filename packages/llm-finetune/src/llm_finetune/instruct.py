@@ -10,7 +10,6 @@ like the book's ``instruction-data-with-response.json``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -24,7 +23,7 @@ from torch import nn
 from llm_core.errors import ConfigError, DataError
 from llm_finetune.checkpoints import BaseModel
 from llm_finetune.config import InstructConfig
-from llm_finetune.recipe import FinetuneRun, Recipe, run_recipe
+from llm_finetune.recipe import Echo, FinetuneRun, Recipe, run_recipe
 from llm_finetune.tasks import FinetuneTask
 from llm_finetune.templates import PromptTemplate, get_template
 from llm_model import IGNORE_INDEX, accepts_targets, masked_cross_entropy, model_config
@@ -204,7 +203,8 @@ class InstructionRecipe(Recipe[InstructConfig, InstructionSplits, InstructionRun
     command = "finetune instruct"
     task = "instruct"
 
-    def __init__(self) -> None:
+    def __init__(self, echo: Callable[[str], None] = print) -> None:
+        super().__init__(echo)
         self.template: PromptTemplate = get_template("alpaca")
         self.truncated = 0
 
@@ -219,16 +219,8 @@ class InstructionRecipe(Recipe[InstructConfig, InstructionSplits, InstructionRun
         return splits
 
     def prepare(
-        self,
-        config: InstructConfig,
-        base: BaseModel,
-        data: InstructionSplits,
-        info: dict[str, Any],
-        echo: Callable[[str], None],
+        self, config: InstructConfig, base: BaseModel, data: InstructionSplits
     ) -> tuple[InstructConfig, InstructionTask]:
-        config = dataclasses.replace(
-            config, template=config.template or base.info.get("template") or "alpaca"
-        )
         self.template = get_template(str(config.template))
         tok = base.tokenizer
         context = model_config(base.model).context_length
@@ -245,17 +237,14 @@ class InstructionRecipe(Recipe[InstructConfig, InstructionSplits, InstructionRun
         )
         self.truncated = train.truncated + val.truncated
         if self.truncated:
-            echo(
+            self.echo(
                 f"note: {self.truncated} example(s) longer than the context ({context} tokens) are truncated"
             )
-        echo(f"template: {config.template}")
+        self.echo(f"template: {config.template}")
         task = InstructionTask(
             train=train,
             val=val,
-            eval_batches=config.eval_batches,
-            batch_size=config.batch_size,
-            tokenizer_name=base.tokenizer_name,
-            info={**info, "template": config.template, "mask_prompt": config.mask_prompt},
+            **self.task_fields(config, base, template=config.template, mask_prompt=config.mask_prompt),
             pad_token_id=tok.eot_token if tok.eot_token is not None else 0,
             context_length=context,
             mask_prompt=config.mask_prompt,
@@ -263,12 +252,7 @@ class InstructionRecipe(Recipe[InstructConfig, InstructionSplits, InstructionRun
         return config, task
 
     def finish(
-        self,
-        run: FinetuneRun,
-        model: nn.Module,
-        base: BaseModel,
-        data: InstructionSplits,
-        echo: Callable[[str], None],
+        self, run: FinetuneRun, model: nn.Module, base: BaseModel, data: InstructionSplits
     ) -> InstructionRun:
         from llm_core.config_io import write_json_atomic
 
@@ -277,7 +261,7 @@ class InstructionRecipe(Recipe[InstructConfig, InstructionSplits, InstructionRun
         responses_file = None
         test = list(data.get("test") or [])[: config.test_limit]
         if test:
-            echo(f"generating responses for {len(test)} test instruction(s) ...")
+            self.echo(f"generating responses for {len(test)} test instruction(s) ...")
             answers = generate_responses(
                 model,
                 base.tokenizer,
@@ -291,21 +275,16 @@ class InstructionRecipe(Recipe[InstructConfig, InstructionSplits, InstructionRun
         return InstructionRun(**vars(run), responses_file=responses_file, truncated=self.truncated)
 
 
-def finetune_instructions(
-    config: InstructConfig,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    echo: Callable[[str], None] = print,
-) -> InstructionRun:
+def finetune_instructions(config: InstructConfig, *, echo: Echo = print, **flags: bool) -> InstructionRun:
     """SFT of ``config.model`` on instruction ``config.data`` (:class:`~llm_finetune.config.InstructConfig`).
 
     The book's defaults: 2 epochs, AdamW 5e-5, weight decay 0.1, batch 8. The template
     defaults to the base checkpoint's (an SFT model finetuned further), else ``alpaca``.
     Then generates responses for the test split (``test_limit`` records; 0 skips) into
     ``RUN_DIR/instruction-data-with-response.json``.
+    ``flags``: ``resume`` and ``overwrite`` of :func:`~llm_finetune.recipe.run_recipe`.
     """
-    return run_recipe(InstructionRecipe(), config, resume=resume, overwrite=overwrite, echo=echo)
+    return run_recipe(InstructionRecipe(echo), config, **flags)
 
 
 def read_responses(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

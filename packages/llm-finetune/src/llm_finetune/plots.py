@@ -18,14 +18,9 @@ def plot_metric(
     Needs matplotlib (the ``llm-train[plots]`` extra).
     """
     from llm_train import read_metrics
+    from llm_train.plots import pyplot, save_figure
 
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MissingDependencyError('plotting needs matplotlib: pip install "llm-train[plots]"') from None
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for run_dir in run_dirs:
         path = Path(run_dir) / "metrics.jsonl"
@@ -47,12 +42,7 @@ def plot_metric(
     ax.set_xlabel("Epochs")
     ax.set_ylabel(ylabel or metric.replace("_", " ").capitalize())
     ax.legend(loc="best")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_accuracy(run_dirs: Sequence[str | Path], out: str | Path) -> Path:

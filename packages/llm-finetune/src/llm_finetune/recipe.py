@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import torch
 from torch import nn
@@ -26,11 +26,12 @@ from llm_finetune.config import FinetuneConfig
 from llm_finetune.plots import plot_finetune_run
 from llm_finetune.tasks import FinetuneTask
 
-__all__ = ["FinetuneRun", "Recipe", "run_recipe"]
+__all__ = ["Echo", "FinetuneRun", "Recipe", "run_recipe"]
 
 C = TypeVar("C", bound=FinetuneConfig)
 D = TypeVar("D")
 R = TypeVar("R", bound="FinetuneRun")
+#: Where a run's messages go (``print``; the CLI's ``--json`` sends them to stderr).
 Echo = Callable[[str], None]
 
 
@@ -38,17 +39,17 @@ Echo = Callable[[str], None]
 class FinetuneRun:
     """What every recipe's run made; each recipe's result adds its own measurements."""
 
-    config: FinetuneConfig
+    config: FinetuneConfig  # resolved, as saved in RUN_DIR/train_config.json
     run_dir: Path
+    trainable_parameters: int
+    adapters: Path | None  # RUN_DIR/adapters.safetensors (LoRA runs)
+    merged_dir: Path | None  # RUN_DIR/merged: the adapters merged into plain weights (LoRA runs)
+    plots: list[Path]
     final_dir: Path
     steps: int
     seconds: float
     initial_val_loss: float | None
     val_loss: float | None
-    trainable_parameters: int
-    adapters: Path | None  # RUN_DIR/adapters.safetensors (LoRA runs)
-    merged_dir: Path | None  # RUN_DIR/merged: the adapters merged into plain weights (LoRA runs)
-    plots: list[Path]
 
     def summary(self) -> dict[str, Any]:
         """The JSON document of the command's ``--json``: the results and the resolved config."""
@@ -82,35 +83,44 @@ class Recipe(Generic[C, D, R]):
     #: Modules trained in full beside LoRA adapters, and saved with them (a new head).
     modules_to_save: tuple[str, ...] = ()
 
+    def __init__(self, echo: Echo = print) -> None:
+        """``echo`` receives the run's messages (``print``; the CLI's ``--json`` sends them to stderr)."""
+        self.echo = echo
+
     def load_data(self, config: C) -> D:
         """Read and split ``config.data`` (before the base is loaded: bad data fails fast)."""
         raise NotImplementedError
 
-    def prepare(
-        self, config: C, base: BaseModel, data: D, info: dict[str, Any], echo: Echo
-    ) -> tuple[C, FinetuneTask]:
+    def prepare(self, config: C, base: BaseModel, data: D) -> tuple[C, FinetuneTask]:
         """The resolved config and the Trainer's task; may change ``base.model`` (a new head).
 
-        ``info`` is the checkpoints' ``"finetune"`` entry so far; the task's ``info``
-        adds the recipe's own keys. Runs after seeding, before freezing.
+        Runs after seeding, before freezing; build the task with :meth:`task_fields`.
         """
         raise NotImplementedError
 
-    def finish(self, run: FinetuneRun, model: nn.Module, base: BaseModel, data: D, echo: Echo) -> R:
+    def finish(self, run: FinetuneRun, model: nn.Module, base: BaseModel, data: D) -> R:
         """The after-training step (evaluate, generate …); returns the recipe's result."""
         raise NotImplementedError
 
+    def task_fields(self, config: C, base: BaseModel, **info: Any) -> dict[str, Any]:
+        """The :class:`~llm_finetune.tasks.FinetuneTask` fields every task has.
 
-def run_recipe(
-    recipe: Recipe[C, D, R],
-    config: C,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    echo: Echo = print,
-) -> R:
+        ``info`` adds the recipe's own keys to the checkpoints' ``"finetune"`` entry.
+        """
+        lora = config.lora.to_dict() if config.trainable == "lora" else None
+        common = {"task": self.task, "trainable": config.trainable, "lora": lora, "base": base.source}
+        return {
+            "eval_batches": config.eval_batches,
+            "batch_size": config.batch_size,
+            "tokenizer_name": base.tokenizer_name,
+            "info": {**common, **info},
+        }
+
+
+def run_recipe(recipe: Recipe[C, D, R], config: C, *, resume: bool = False, overwrite: bool = False) -> R:
     """Finetune ``config.model`` on ``config.data`` into ``config.out`` the way ``recipe`` says.
 
+    A config's ``template`` left unset becomes the base's (an SFT model's), else ``alpaca``.
     ``resume`` continues the newest checkpoint in ``config.out`` (a changed config
     is refused); ``overwrite`` starts afresh in a directory that is not empty.
     """
@@ -125,15 +135,12 @@ def run_recipe(
     if wanted is not None:
         base.model.to(dtype=wanted)
     config = dataclasses.replace(config, tokenizer=base.tokenizer_name)
+    if getattr(config, "template", "") is None:  # a prompt template: the base's (an SFT model's), else alpaca
+        config = dataclasses.replace(cast(Any, config), template=base.info.get("template") or "alpaca")
     lora = config.lora if config.trainable == "lora" else None
-    info = {
-        "task": recipe.task,
-        "trainable": config.trainable,
-        "lora": lora.to_dict() if lora else None,
-        "base": base.source,
-    }
+    echo = recipe.echo
     torch.manual_seed(config.seed)  # a new head and LoRA's A matrices start from the seed (the book: 123)
-    config, task = recipe.prepare(config, base, data, info, echo)
+    config, task = recipe.prepare(config, base, data)
     set_trainable(base.model, config.trainable, lora=lora, modules_to_save=recipe.modules_to_save)
     trainable = sum(p.numel() for p in base.model.parameters() if p.requires_grad)
     echo(f"base: {base.source}; trainable ({config.trainable}): {trainable:,} parameters")
@@ -150,17 +157,16 @@ def run_recipe(
         )
         merged = save_merged_checkpoint(result.final_dir, run_dir / MERGED_DIR)
         echo(f"adapters merged into a plain checkpoint (for serve/generate/evaluate): {merged}")
+    plots = plot_finetune_run(run_dir, echo=echo)
+    measured = {name: getattr(result, name) for name in ("final_dir", "steps", "seconds", "val_loss")}
     run = FinetuneRun(
-        config=config,
-        run_dir=run_dir,
-        final_dir=result.final_dir,
-        steps=result.steps,
-        seconds=result.seconds,
+        config,
+        run_dir,
+        trainable,
+        adapters,
+        merged,
+        plots,
+        **measured,
         initial_val_loss=result.initial_val_loss,
-        val_loss=result.val_loss,
-        trainable_parameters=trainable,
-        adapters=adapters,
-        merged_dir=merged,
-        plots=plot_finetune_run(run_dir, echo=echo),
     )
-    return recipe.finish(run, trainer.model, base, data, echo)
+    return recipe.finish(run, trainer.model, base, data)
