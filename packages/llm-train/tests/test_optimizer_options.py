@@ -67,3 +67,28 @@ def test_callbacks_base_class_has_every_hook_as_a_no_op() -> None:
     for hook in ("on_step_end", "on_eval_end"):
         assert getattr(callback, hook)(object(), {"step": 1}) is None
     assert issubclass(TensorBoardCallback, Callback)
+
+
+def _trainer(tmp_path, **overrides):
+    from tiny_setup import synthetic_tokens, tiny_config
+
+    from llm_model import build_model
+    from llm_train import Trainer
+
+    config = tiny_config(**overrides)
+    model = build_model("gpt2", preset="tiny", **config.model)
+    tokens = synthetic_tokens()
+    return Trainer(
+        model, config, train_tokens=tokens[:1800], val_tokens=tokens[1800:], run_dir=tmp_path / "run"
+    )
+
+
+def test_the_trainer_passes_the_configs_optimizer_options(tmp_path) -> None:
+    trainer = _trainer(tmp_path, optimizer="sgd", optimizer_options={"momentum": 0.5})
+    assert isinstance(trainer.optimizer, torch.optim.SGD)
+    assert {g["momentum"] for g in trainer.optimizer.param_groups} == {0.5}
+
+
+def test_the_trainer_refuses_betas_for_sgd_before_training(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="optimizer 'sgd' takes no betas"):
+        _trainer(tmp_path, optimizer="sgd", betas=[0.9, 0.95])
