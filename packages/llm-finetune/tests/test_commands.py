@@ -125,3 +125,14 @@ def test_help_shows_each_recipes_defaults_from_its_config(capsys) -> None:
 
 def test_the_commands_speak_the_shared_vocabulary() -> None:
     assert vocabulary_problems(COMMANDS) == []
+
+
+@pytest.mark.parametrize(("mode", "code"), [("int8", 0), ("bf16", 0), ("int4", 2)])
+def test_chat_quantizes_its_weights(mode: str, code: int, byte_checkpoint: Path, monkeypatch, capsys) -> None:
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Name a colour.\n"))
+    assert main(["chat", str(byte_checkpoint), "--quantize", mode, "--max-new-tokens", "2"]) == code
+    if code:
+        assert "int4" in capsys.readouterr().err

@@ -324,12 +324,13 @@ def chat_command(
     from llm_finetune.chat import chat_loop
     from llm_finetune.templates import CheckpointChatTemplate, PromptTemplate, get_template
     from llm_model.checkpoint import checksum_verification
+    from llm_model.quantize import quantize_model
 
     with checksum_verification(not no_verify):
         loaded, tok = _load_with_tokenizer(model, tokenizer, device, dtype, force)
     if loaded.labels:
         raise ConfigError(f"{model}: expected a language model, found a classifier; use `scratchlm classify`")
-    network = _quantized(loaded.model, quantize)
+    network = quantize_model(loaded.model, quantize)  # none: as loaded
     chosen: PromptTemplate
     saved = loaded.info.get("template")
     if template is None and not saved and getattr(tok, "chat_template", None) is not None:
@@ -356,18 +357,3 @@ def chat_command(
         top_k=top_k,
         seed=seed,
     )
-
-
-def _quantized(model: Any, mode: str) -> Any:
-    """``model`` with ``--quantize``'s weights (``llm_model.quantize``); ``none`` leaves it as loaded."""
-    if mode == "none":
-        return model
-    from llm_core.errors import MissingDependencyError
-
-    try:
-        from llm_model.quantize import quantize_model  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        raise MissingDependencyError(
-            f"--quantize {mode}: this llm-model has no llm_model.quantize; upgrade llm-model"
-        ) from None
-    return quantize_model(model, mode)
