@@ -6,6 +6,7 @@ lm-eval's ``local-completions`` model over 127.0.0.1.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -232,3 +233,52 @@ def test_a_busy_engine_is_a_503_with_retry_after(served) -> None:
         answer = httpx.post(f"{server.url}/api/generate", json=body, timeout=10)
         assert answer.status_code == 503 and answer.json()["error"].startswith("the server is busy")
         assert answer.headers["retry-after"] == "2"
+
+
+def test_an_lm_eval_task_against_serve_scores_like_the_in_process_adapter(
+    served, gpt2_checkpoint, tmp_path, monkeypatch
+) -> None:
+    """lm-eval's `local-completions` runs a multiple-choice task against `serve`: each choice's
+    log-likelihood and the accuracy are those of the in-process `scratchlm` model."""
+    lm_eval = pytest.importorskip("lm_eval", reason="lm-eval not installed (llm-eval[harness])")
+    pytest.importorskip("tenacity", reason="lm-eval's API models need lm-eval[api] (llm-eval[harness])")
+    import datasets.config
+    from lm_eval.tasks import TaskManager
+
+    from llm_eval.harness import register_harness_model
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
+    server, _ = served
+    docs = [
+        {"question": q, "choices": ["blue", "green", "white"], "answer": i % 3}
+        for i, q in enumerate(["The sky is", "Grass is", "Snow is", "The sea is"])
+    ]
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
+    (tmp_path / "mc.yaml").write_text(
+        "task: serve_mc\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
+        f"    test: {tmp_path / 'docs.jsonl'}\n  cache_dir: {tmp_path / 'cache'}\ntest_split: test\n"
+        'output_type: multiple_choice\ndoc_to_text: "{{question}}"\ndoc_to_choice: "{{choices}}"\n'
+        'doc_to_target: "{{answer}}"\nmetric_list:\n  - metric: acc\n'
+    )
+    register_harness_model()
+    common = {
+        "tasks": ["serve_mc"],
+        "task_manager": TaskManager(include_path=str(tmp_path), include_defaults=False),
+        "bootstrap_iters": 0,
+        "log_samples": True,
+    }
+    remote = lm_eval.simple_evaluate(
+        model="local-completions",
+        model_args=f"model={NAME},base_url={server.url}/v1/completions,tokenizer_backend=auto,max_length=256",
+        **common,
+    )
+    local = lm_eval.simple_evaluate(model="scratchlm", model_args=f"checkpoint={gpt2_checkpoint}", **common)
+
+    def scores(run: dict[str, Any]) -> list[float]:
+        samples = sorted(run["samples"]["serve_mc"], key=lambda s: s["doc_id"])
+        return [float(r[0]) for s in samples for r in s["filtered_resps"]]
+
+    assert len(scores(remote)) == 12 and scores(remote) == pytest.approx(scores(local), abs=1e-4)
+    assert remote["results"]["serve_mc"]["acc,none"] == local["results"]["serve_mc"]["acc,none"]
