@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from pydoc_data.topics import topics
+from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llm_core import hookimpl
+from llm_core.cli import main
 from llm_core.errors import ConfigError
-from llm_model import QUANTIZE_MODES, build_model, generate, quantize_model
+from llm_model import QUANTIZE_MODES, build_model, generate, quantize_model, save_pretrained
+from llm_model.quantize import quantize_option
 
 TINY = {"vocab_size": 97, "context_length": 32, "emb_dim": 32, "n_heads": 4, "n_layers": 2, "drop_rate": 0.0}
 #: What each built-in architecture needs on top of TINY.
@@ -84,6 +90,17 @@ def test_unknown_mode_is_one_clear_error() -> None:
     assert QUANTIZE_MODES == ("none", "int8", "bf16")
 
 
+def test_a_command_option_reaches_loaders_deep_inside_plugins() -> None:
+    with quantize_option("bf16"):
+        with quantize_option("int8"):
+            assert quantize_model(_tiny("gpt2")).quantization == "int8"
+        assert quantize_model(_tiny("gpt2")).quantization == "bf16"
+    assert not hasattr(quantize_model(_tiny("gpt2")), "quantization")  # none: as loaded
+    refused = pytest.raises(ConfigError, match=r"--quantize: expected one of none, int8, bf16, found 'fp8'")
+    with refused, quantize_option("fp8"):
+        pass
+
+
 def test_int8_on_a_device_without_kernels_is_refused() -> None:
     with torch.device("meta"):
         model = build_model("gpt2", **TINY)
@@ -98,6 +115,7 @@ def test_quantizing_twice_another_way_is_refused() -> None:
     assert quantize_model(model, "bf16") is model
     with pytest.raises(ConfigError, match=r"already quantized \(bf16\)"):
         quantize_model(model, "int8")
+    assert quantize_model(model, "none").quantization == "bf16"  # none leaves it as it is
 
 
 # Quality: a small model trained here on Python's own documentation (bytes), measured on the
@@ -180,3 +198,28 @@ def test_quality_against_fp32_on_held_out_text(
     agreement = (logits.argmax(-1) == reference.argmax(-1)).float().mean().item()
     assert targets.numel() >= 1000
     assert agreement >= min_agreement, f"{mode}: top-1 agreement {agreement:.2%} with fp32"
+
+
+class CharTokenizerPlugin:
+    """Registers the conftest's char tokenizer as 'char' (llm-data is not a dependency of llm-model)."""
+
+    def __init__(self, tokenizer_class: type) -> None:
+        self.tokenizer_class = tokenizer_class
+
+    @hookimpl
+    def register_tokenizers(self, register: Any) -> None:
+        register("char", self.tokenizer_class)
+
+
+def test_generate_takes_quantize(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tokenizer: Any, register_plugin: Any
+) -> None:
+    register_plugin(CharTokenizerPlugin(type(tokenizer)), "char-tokenizer")
+    checkpoint = save_pretrained(_tiny("gpt2"), tmp_path / "ckpt", tokenizer="char")
+    argv = ["generate", str(checkpoint), "Hello", "--max-new-tokens", "6", "--json"]
+    for mode in QUANTIZE_MODES:
+        assert main([*argv, "--quantize", mode]) == 0
+        assert json.loads(capsys.readouterr().out)["prompt"] == "Hello"
+    assert main([*argv, "--quantize", "int4"]) == 2
+    err = capsys.readouterr().err
+    assert "--quantize: expected one of none, int8, bf16, found 'int4'" in err and err.count("\n") == 1

@@ -23,7 +23,9 @@ inference only: it is not trained further nor saved.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -31,33 +33,55 @@ from torch import nn
 
 from llm_core.errors import ConfigError
 
-__all__ = ["QUANTIZE_MODES", "quantize_model"]
+__all__ = ["QUANTIZE_MODES", "quantize_model", "quantize_option"]
 
 #: ``--quantize`` choices.
 QUANTIZE_MODES = ("none", "int8", "bf16")
 #: The device types each mode runs on (``None``: any).
 _DEVICE_TYPES: dict[str, tuple[str, ...] | None] = {"none": None, "int8": ("cpu",), "bf16": None}
+_option_stack: list[str] = []
 
 
-def quantize_model(model: nn.Module, mode: str = "none") -> nn.Module:
-    """Put ``model``'s weights in ``mode`` (``none``, ``int8`` or ``bf16``), in place; return it in eval mode.
+@contextlib.contextmanager
+def quantize_option(mode: str) -> Iterator[None]:
+    """Inside the block, :func:`quantize_model` called without a mode uses ``mode``.
 
-    An unknown mode, a device the mode has no kernels for (``int8`` on anything
-    but the CPU) or a model already quantized another way is a
-    :class:`~llm_core.errors.ConfigError`. The mode is recorded as
-    ``model.quantization``.
+    For commands whose loading happens deep inside a plugin (``evaluate NAME MODEL
+    --quantize int8``): ``with quantize_option("int8"): run_evaluator(...)``, and the
+    loader calls ``quantize_model(model)``. An unknown mode is refused here, before any work.
     """
+    _check_mode(mode)
+    _option_stack.append(mode)
+    try:
+        yield
+    finally:
+        _option_stack.pop()
+
+
+def _check_mode(mode: str) -> None:
     if mode not in QUANTIZE_MODES:
         raise ConfigError(f"--quantize: expected one of {', '.join(QUANTIZE_MODES)}, found {mode!r}")
+
+
+def quantize_model(model: nn.Module, mode: str | None = None) -> nn.Module:
+    """Put ``model``'s weights in ``mode`` (``none``, ``int8`` or ``bf16``), in place; return it in eval mode.
+
+    ``mode=None`` takes the innermost :func:`quantize_option`'s, else ``none``
+    (``none`` leaves any model as it is). An unknown mode, a device the mode
+    has no kernels for (``int8`` on anything but the CPU) or a model already
+    quantized another way is a :class:`~llm_core.errors.ConfigError`. The mode
+    is recorded as ``model.quantization``.
+    """
+    if mode is None:
+        mode = _option_stack[-1] if _option_stack else "none"
+    _check_mode(mode)
     current = getattr(model, "quantization", "none")
-    if mode == current:
+    if mode in ("none", current):
         return model.eval()
     if current != "none":
         raise ConfigError(
             f"--quantize {mode}: the model is already quantized ({current}); load it again to change"
         )
-    if mode == "none":
-        return model.eval()
     device = _device(model)
     supported = _DEVICE_TYPES[mode]
     if supported is not None and device.type not in supported:
