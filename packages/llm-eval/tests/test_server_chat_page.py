@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from llm_eval.server import ModelRunner, RunningServer, chat_prompt, create_app, load_runner, start_server
+from llm_eval.server_process import spawn_server
 from llm_eval.serving.chat_page import chat_page
 from llm_model import generate_text
 
@@ -74,9 +75,10 @@ def _browser_or_skip() -> object:
     return sync_playwright
 
 
-def test_the_chat_page_streams_an_answer_in_chromium(served) -> None:
+def test_the_chat_page_streams_an_answer_in_chromium(served, gpt2_checkpoint) -> None:
+    """`scratchlm serve` (its own process, continuous batching) and its page in headless Chromium."""
     sync_playwright = _browser_or_skip()
-    server, runner = served
+    _, runner = served
     prompt = "Name a color."
     messages = [{"role": "user", "content": prompt}]
     want = generate_text(
@@ -89,7 +91,8 @@ def test_the_chat_page_streams_an_answer_in_chromium(served) -> None:
     )
     artefacts = Path(os.environ.get("SCRATCHLM_ARTEFACTS") or ROOT / ".nox" / "_artefacts")
     artefacts.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:  # type: ignore[operator]
+    env = {"SCRATCHLM_PLUGINS": ""}
+    with spawn_server(gpt2_checkpoint, env=env) as server, sync_playwright() as playwright:  # type: ignore[operator]
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 900, "height": 640})
