@@ -29,28 +29,16 @@ def byte_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_pretrained(model, tmp_path_factory.mktemp("base") / "bytes", tokenizer="bpe")
 
 
-@pytest.fixture(scope="session")
-def book_data() -> Path:
-    """The book data directory; the session-scoped twin of ``scratchlm_test_data``."""
-    import os
-
-    value = os.environ.get("SCRATCHLM_TEST_DATA")
-    path = Path(value) if value else None
-    if path is None or not path.is_dir():
-        reason = (
-            f"book data not found (SCRATCHLM_TEST_DATA={value!r}); point it at a folder of the "
-            "book's files (scratchlm download --out DIR)"
-        )
-        if os.environ.get("SCRATCHLM_REQUIRE_TEST_DATA") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path.resolve()
+@pytest.fixture
+def quiet() -> dict[str, object]:
+    """Settings of every training test: checkpoints only at the end, no progress bar."""
+    return {"checkpoint_every": 0, "progress": False}
 
 
-@pytest.fixture(scope="session")
-def spam_slice(book_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture
+def spam_slice(scratchlm_test_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """200 ham + 100 spam lines of the SMS Spam Collection (label<TAB>text)."""
-    lines = (book_data / "SMSSpamCollection").read_text(encoding="utf-8").splitlines()
+    lines = (scratchlm_test_data / "SMSSpamCollection").read_text(encoding="utf-8").splitlines()
     ham = [line for line in lines if line.startswith("ham\t")][:200]
     spam = [line for line in lines if line.startswith("spam\t")][:100]
     path = tmp_path_factory.mktemp("spam") / "spam.tsv"
@@ -58,19 +46,19 @@ def spam_slice(book_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return path
 
 
-@pytest.fixture(scope="session")
-def instruction_slice(book_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture
+def instruction_slice(scratchlm_test_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first 40 records of instruction-data.json."""
-    records = json.loads((book_data / "instruction-data.json").read_text(encoding="utf-8"))[:40]
+    records = json.loads((scratchlm_test_data / "instruction-data.json").read_text(encoding="utf-8"))[:40]
     path = tmp_path_factory.mktemp("instructions") / "instructions.json"
     path.write_text(json.dumps(records, indent=1), encoding="utf-8")
     return path
 
 
-@pytest.fixture(scope="session")
-def preference_slice(book_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture
+def preference_slice(scratchlm_test_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first 40 records of instruction-data-with-preference.json."""
-    path = book_data / "instruction-data-with-preference.json"
+    path = scratchlm_test_data / "instruction-data-with-preference.json"
     records = json.loads(path.read_text(encoding="utf-8"))[:40]
     out = tmp_path_factory.mktemp("preferences") / "preferences.json"
     out.write_text(json.dumps(records, indent=1), encoding="utf-8")

@@ -108,8 +108,8 @@ def test_long_texts_are_truncated_and_counted_or_refused() -> None:
         ClassificationDataset(records, Chars(), max_length=10, num_classes=2, pad_token_id=0, on_long="error")
 
 
-def test_registered_sms_spam_gives_the_book_split(book_data) -> None:
-    splits, names = load_classification_data("sms-spam", root=book_data)
+def test_registered_sms_spam_gives_the_book_split(scratchlm_test_data) -> None:
+    splits, names = load_classification_data("sms-spam", root=scratchlm_test_data)
     assert names == ["ham", "spam"]
     assert [len(splits[s]) for s in ("train", "val", "test")] == [1045, 149, 300]
 
@@ -137,21 +137,10 @@ def test_an_unknown_base_is_a_checkpoint_error(tmp_path) -> None:
         load_base(str(tmp_path / "missing"))
 
 
-def test_finetune_classifier_learns_and_reloads(base_checkpoint, spam_slice, tmp_path) -> None:
-    config = ClassifyConfig(
-        model=base_checkpoint,
-        data=spam_slice,
-        out=tmp_path / "run",
-        trainable="all",
-        max_steps=30,
-        batch_size=8,
-        lr=1e-3,
-        max_length=32,
-        eval_every=10,
-        eval_batches=2,
-        checkpoint_every=0,
-        progress=False,
-    )
+def test_finetune_classifier_learns_and_reloads(base_checkpoint, spam_slice, tmp_path, quiet) -> None:
+    config = ClassifyConfig(model=base_checkpoint, data=spam_slice, out=tmp_path / "run", trainable="all",
+                            max_steps=30, lr=1e-3, max_length=32, eval_every=10, eval_batches=2,
+                            **quiet)  # fmt: skip
     run = finetune_classifier(config, echo=lambda _: None)
     evals = [
         json.loads(line)

@@ -75,19 +75,9 @@ def test_bad_beta_is_a_config_error(base_checkpoint, preference_slice, tmp_path)
         DPOConfig(model=base_checkpoint, data=preference_slice, out=tmp_path / "x", beta=0)
 
 
-def test_the_reward_margin_grows(byte_checkpoint, preference_slice, tmp_path) -> None:
-    config = DPOConfig(
-        model=byte_checkpoint,
-        data=preference_slice,
-        out=tmp_path / "dpo",
-        max_steps=8,
-        batch_size=4,
-        lr=1e-3,
-        eval_every=8,
-        eval_batches=1,
-        checkpoint_every=0,
-        progress=False,
-    )
+def test_the_reward_margin_grows(byte_checkpoint, preference_slice, tmp_path, quiet) -> None:
+    config = DPOConfig(model=byte_checkpoint, data=preference_slice, out=tmp_path / "dpo", max_steps=8,
+                       batch_size=4, lr=1e-3, eval_every=8, eval_batches=1, **quiet)  # fmt: skip
     run = finetune_dpo(config, echo=lambda _: None)
     evals = [
         r
@@ -112,12 +102,12 @@ def test_cli_dpo_runs(byte_checkpoint, preference_slice, tmp_path, capsys) -> No
 
 
 def test_dpo_on_an_sft_checkpoint_keeps_its_template(
-    byte_checkpoint, instruction_slice, preference_slice, tmp_path
+    byte_checkpoint, instruction_slice, preference_slice, tmp_path, quiet
 ):
     from llm_finetune.config import InstructConfig
     from llm_finetune.instruct import finetune_instructions
 
-    quiet = dict(eval_every=0, checkpoint_every=0, progress=False, batch_size=2, max_steps=1)
+    quiet = dict(quiet, eval_every=0, batch_size=2, max_steps=1)
     sft = finetune_instructions(
         InstructConfig(model=byte_checkpoint, data=instruction_slice, out=tmp_path / "sft", template="llama",
                        trainable="lora", test_limit=0, **quiet),

@@ -77,21 +77,10 @@ def test_a_record_missing_output_names_file_and_record(tmp_path) -> None:
         load_instruction_data(str(path))
 
 
-def test_sft_lowers_the_loss_and_answers_the_test_split(byte_checkpoint, instruction_slice, tmp_path) -> None:
-    config = InstructConfig(
-        model=byte_checkpoint,
-        data=instruction_slice,
-        out=tmp_path / "sft",
-        max_steps=20,
-        batch_size=4,
-        lr=2e-3,
-        eval_every=20,
-        eval_batches=2,
-        checkpoint_every=0,
-        max_new_tokens=6,
-        test_limit=2,
-        progress=False,
-    )
+def test_sft_lowers_the_loss_and_answers_the_test_split(byte_checkpoint, instruction_slice, tmp_path, quiet):
+    config = InstructConfig(model=byte_checkpoint, data=instruction_slice, out=tmp_path / "sft", max_steps=20,
+                            batch_size=4, lr=2e-3, eval_every=20, eval_batches=2, max_new_tokens=6,
+                            test_limit=2, **quiet)  # fmt: skip
     run = finetune_instructions(config, echo=lambda _: None)
     assert run.val_loss < run.initial_val_loss - 1.0
     records = json.loads(run.responses_file.read_text())
