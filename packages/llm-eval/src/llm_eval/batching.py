@@ -484,6 +484,7 @@ class ContinuousBatcher:
                     self._shut_down()
                     return
                 self._admit()
+                self._flush()  # the first tokens go out before the next step
                 if self.active:
                     self._step()
                 self._flush()
