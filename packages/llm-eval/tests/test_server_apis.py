@@ -20,6 +20,7 @@ import torch
 from llm_eval.harness import CheckpointScorer
 from llm_eval.server import ModelRunner, RunningServer, create_app, load_runner, start_server
 from llm_eval.serving import GenerationOptions, SerialEngine, ServerBusy
+from llm_model import generate_text
 
 NAME = "tiny-gpt"
 
@@ -58,6 +59,20 @@ def test_ollama_show_ps_and_embeddings(served) -> None:
     both = client.embed(model=NAME, input=["Every effort moves you", "Hello"]).embeddings
     assert len(both) == 2 and torch.allclose(torch.tensor(both[0]), want / want.norm(), atol=1e-5)
     assert math.isclose(sum(v * v for v in both[1]), 1.0, rel_tol=1e-5)
+
+
+def test_ollama_context_continues_an_answer(served) -> None:
+    server, runner = served
+    client = ollama.Client(host=server.url)
+    options = {"temperature": 0, "num_predict": 4}
+    first = client.generate(model=NAME, prompt="Every effort", options=options, stream=False)
+    assert runner.tokenizer.decode(first.context) == "Every effort" + first.response
+    second = client.generate(
+        model=NAME, prompt=" moves", context=first.context, options=options, stream=False
+    )
+    whole = "Every effort" + first.response + " moves"
+    want = generate_text(runner.model, runner.tokenizer, whole, 4, temperature=0.0)
+    assert second.response == want and second.prompt_eval_count == len(first.context) + 1
 
 
 def test_ollama_errors_have_ollamas_shape(served) -> None:

@@ -74,7 +74,11 @@ def ollama_request_body(name: str, max_tokens: int, *, chat: bool) -> dict[str, 
         properties["messages"] = {"type": "array", "minItems": 1, "items": _MESSAGE}
         required = ["model", "messages"]
     else:
-        properties.update(prompt={"type": "string"}, system={"type": "string"})
+        properties.update(
+            prompt={"type": "string"},
+            system={"type": "string"},
+            context={"type": "array", "items": {"type": "integer", "minimum": 0}},
+        )
         required = ["model", "prompt"]
     schema = {"type": "object", "required": required, "properties": properties}
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

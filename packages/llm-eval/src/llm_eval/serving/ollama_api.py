@@ -192,7 +192,12 @@ def ollama_router(runner: ModelRunner, engine: Engine, limits: ServerLimits) -> 
                 if isinstance(body.get("system"), str) and body["system"]:
                     prompt = f"{body['system']}\n\n{prompt}"
                 options = ollama_options(body, most)
-                ids = runner.encode(prompt)
+                context = body.get("context") or []
+                if not isinstance(context, list):
+                    raise RequestError(
+                        422, "context: expected the token ids of an earlier answer", param="context"
+                    )
+                ids = runner.checked([*context, *runner.tokenize(prompt)])  # an earlier exchange goes first
             events = engine.stream(ids, options)  # a busy engine refuses here: 503
         except RequestError as exc:
             return ollama_error(exc)
@@ -207,6 +212,8 @@ def ollama_router(runner: ModelRunner, engine: Engine, limits: ServerLimits) -> 
             item["done"] = done
             return item
 
+        new_ids: list[int] = []  # the answer's token ids, for Ollama's "context"
+
         def final(stats: dict[str, Any], text: str) -> dict[str, Any]:
             item = chunk(text, True)
             item.update(
@@ -216,7 +223,7 @@ def ollama_router(runner: ModelRunner, engine: Engine, limits: ServerLimits) -> 
                 eval_count=stats["completion_tokens"],
             )
             if not chat:
-                item["context"] = ids
+                item["context"] = [*ids, *new_ids]  # send it back as "context" to continue
             return item
 
         if stream:
@@ -224,6 +231,7 @@ def ollama_router(runner: ModelRunner, engine: Engine, limits: ServerLimits) -> 
             async def lines() -> AsyncIterator[bytes]:
                 async for kind, value in events:
                     if kind == "text":
+                        new_ids.extend(value.token_ids)
                         yield (json.dumps(chunk(value.text, False)) + "\n").encode()
                     elif kind == "done":
                         yield (json.dumps(final(value, "")) + "\n").encode()
@@ -235,6 +243,7 @@ def ollama_router(runner: ModelRunner, engine: Engine, limits: ServerLimits) -> 
         async for kind, value in events:
             if kind == "text":
                 text += value.text
+                new_ids.extend(value.token_ids)
             elif kind == "done":
                 return final(value, text)
             else:
