@@ -208,20 +208,23 @@ def test_classify_refuses_a_plain_language_model(base_checkpoint, capsys) -> Non
     assert "expected a classifier checkpoint" in capsys.readouterr().err
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(base_checkpoint, spam_slice, tmp_path) -> None:
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(byte_checkpoint, tmp_path) -> None:
     from safetensors.torch import load_file
 
+    data = tmp_path / "data.tsv"
+    lines = [f"{label}\t{label} message number {i}" for i in range(12) for label in ("ham", "spam")]
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
     options = dict(
-        model=base_checkpoint, data=spam_slice, trainable="last-block", batch_size=4, lr=1e-3, max_length=24,
+        model=byte_checkpoint, data=data, trainable="last-block", batch_size=4, lr=1e-3, max_length=24,
         eval_every=0, checkpoint_every=2, progress=False,
     )  # fmt: skip
     quiet = dict(echo=lambda _: None)
-    straight = finetune_classifier(ClassifyConfig(out=tmp_path / "a", max_steps=6, **options), **quiet)
-    finetune_classifier(ClassifyConfig(out=tmp_path / "b", max_steps=4, **options), **quiet)
+    straight = finetune_classifier(ClassifyConfig(out=tmp_path / "a", max_steps=4, **options), **quiet)
+    finetune_classifier(ClassifyConfig(out=tmp_path / "b", max_steps=2, **options), **quiet)
     resumed = finetune_classifier(
-        ClassifyConfig(out=tmp_path / "b", max_steps=6, **options), resume=True, **quiet
+        ClassifyConfig(out=tmp_path / "b", max_steps=4, **options), resume=True, **quiet
     )
-    assert resumed.steps == 6
+    assert resumed.steps == 4
     a = load_file(str(straight.final_dir / "model.safetensors"))
     b = load_file(str(resumed.final_dir / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
