@@ -34,6 +34,8 @@ Greedy decoding gives the token ids :func:`llm_model.generate` gives for each
 request alone (tested for GPT-2 and Llama-style models, requests joining at
 different steps); the float rounding of a batched step can differ in the last
 bit, so a near-tie between two tokens could in principle break differently.
+With ``--quantize int8`` (dynamic quantization: one activation scale per
+tensor, so per batch) a request's tokens depend on the others in its batch.
 """
 
 from __future__ import annotations
@@ -120,11 +122,6 @@ class BatchDecoder:
 
     def __contains__(self, key: object) -> bool:
         return key in self.rows
-
-    @property
-    def full(self) -> bool:
-        """Whether every row is taken."""
-        return len(self.rows) >= self.max_batch_size
 
     def add(self, key: Hashable, ids: Sequence[int]) -> torch.Tensor:
         """Prefill ``ids`` and join the batch; return the logits of the next token ``(vocab,)``."""
