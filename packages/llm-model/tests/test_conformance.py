@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from llm_core import get_registry
-from llm_core.conformance import checks_for
+from llm_core.conformance import NotApplicable, checks_for
 from llm_core.errors import ConfigError
 from llm_core.testing import conformance_cases
 from llm_model import GPTModel, TransformerBlock
@@ -80,11 +80,12 @@ def test_the_padding_check_catches_a_model_that_ignores_the_mask() -> None:
         model_conformance.left_padding_matches_unpadded_rows("gpt2", PaddingBlindGPT)
 
 
-def test_the_padding_check_skips_a_model_that_does_not_declare_padding() -> None:
+def test_the_padding_check_does_not_apply_to_a_model_that_does_not_declare_padding() -> None:
     class NoPadding(PaddingBlindGPT):
         accepts_padding_mask = False
 
-    model_conformance.left_padding_matches_unpadded_rows("gpt2", NoPadding)
+    with pytest.raises(NotApplicable, match="does not declare accepts_padding_mask"):
+        model_conformance.left_padding_matches_unpadded_rows("gpt2", NoPadding)
 
 
 class Gate(torch.nn.Module):

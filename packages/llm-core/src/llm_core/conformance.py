@@ -9,6 +9,10 @@ An object opts out of a check it cannot support with the registration meta
 the reason shown by pytest::
 
     register("my-arch", MyModel, conformance_skip={"kv_cache_matches_full_forward": "no KV cache yet"})
+
+A check that does not apply to an object (an optional capability the object
+does not declare) raises :class:`NotApplicable` with the reason; pytest shows
+it as a skip, not a pass.
 """
 
 from __future__ import annotations
@@ -19,7 +23,15 @@ from typing import Any
 
 from llm_core.registry import KINDS, Entry
 
-__all__ = ["Check", "ConformanceFailure", "check", "checks_for", "run_check", "skip_reason"]
+__all__ = [
+    "Check",
+    "ConformanceFailure",
+    "NotApplicable",
+    "check",
+    "checks_for",
+    "run_check",
+    "skip_reason",
+]
 
 CheckFunction = Callable[[str, Any], None]
 
@@ -35,6 +47,10 @@ class Check:
 
 class ConformanceFailure(AssertionError):
     """A registered object failed a check; the message names the object, its plugin and the check."""
+
+
+class NotApplicable(Exception):
+    """Raised by a check that does not apply to the object (the message says why); reported as a skip."""
 
 
 _CHECKS: dict[str, dict[str, Check]] = {kind: {} for kind in KINDS}
@@ -70,9 +86,14 @@ def skip_reason(check: Check, entry: Entry) -> str | None:
 
 
 def run_check(check: Check, entry: Entry) -> None:
-    """Run ``check`` on ``entry``; any failure becomes a :class:`ConformanceFailure` naming the plugin."""
+    """Run ``check`` on ``entry``; any failure becomes a :class:`ConformanceFailure` naming the plugin.
+
+    :class:`NotApplicable` passes through, for the caller to report as a skip.
+    """
     try:
         check.function(entry.name, entry.obj)
+    except NotApplicable:
+        raise
     except Exception as exc:
         version = f" {entry.version}" if entry.version else ""
         detail = str(exc) if isinstance(exc, AssertionError) else f"{type(exc).__name__}: {exc}"

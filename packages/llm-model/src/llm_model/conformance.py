@@ -25,7 +25,7 @@ from torch import nn
 
 from llm_core import get_registry
 from llm_core.config_io import config_from_dict
-from llm_core.conformance import check
+from llm_core.conformance import NotApplicable, check
 
 __all__ = [
     "blocks_follow_the_block_contract",
@@ -143,7 +143,7 @@ def parameter_count_matches(name: str, obj: Any) -> None:
 def left_padding_matches_unpadded_rows(name: str, obj: Any) -> None:
     """A left-padded batch gives each row its logits alone (architectures with accepts_padding_mask)."""
     if not getattr(obj, "accepts_padding_mask", False):
-        return  # the architecture does not declare padding support
+        raise NotApplicable("the architecture does not declare accepts_padding_mask = True")
     model = tiny_instance(name, obj)
     idx = _ids(model, 10)  # row 0: 3 padding tokens, then 7 real ones; row 1: 10 real ones
     mask = torch.ones(2, 10, dtype=torch.bool)
@@ -182,7 +182,7 @@ def blocks_follow_the_block_contract(name: str, obj: Any) -> None:
     model = tiny_instance(name, obj)
     blocks = getattr(model, "trf_blocks", None)
     if blocks is None:
-        return  # not built from a list of blocks
+        raise NotApplicable("the model has no trf_blocks")
     emb_dim = model.config.emb_dim
     x = torch.randn(2, 5, emb_dim, generator=torch.Generator().manual_seed(2))  # (b, t, emb_dim)
     mask = torch.ones(2, 5, dtype=torch.bool)
