@@ -12,6 +12,7 @@ responses, DPO's reward margins). Its settings are one config dataclass
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +74,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class Recipe(Generic[C, D, R]):
+class Recipe(ABC, Generic[C, D, R]):
     """What one kind of finetuning adds to the recipe path (subclass and fill in the three steps)."""
 
     #: The command whose output directory a run is (``finetune classify`` …).
@@ -87,20 +88,20 @@ class Recipe(Generic[C, D, R]):
         """``echo`` receives the run's messages (``print``; the CLI's ``--json`` sends them to stderr)."""
         self.echo = echo
 
+    @abstractmethod
     def load_data(self, config: C) -> D:
         """Read and split ``config.data`` (before the base is loaded: bad data fails fast)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def prepare(self, config: C, base: BaseModel, data: D) -> tuple[C, FinetuneTask]:
         """The resolved config and the Trainer's task; may change ``base.model`` (a new head).
 
         Runs after seeding, before freezing; build the task with :meth:`task_fields`.
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def finish(self, run: FinetuneRun, model: nn.Module, base: BaseModel, data: D) -> R:
         """The after-training step (evaluate, generate …); returns the recipe's result."""
-        raise NotImplementedError
 
     def task_fields(self, config: C, base: BaseModel, **info: Any) -> dict[str, Any]:
         """The :class:`~llm_finetune.tasks.FinetuneTask` fields every task has.

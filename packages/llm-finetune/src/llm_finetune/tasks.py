@@ -8,10 +8,12 @@ the recipe did (task, labels, template, trainable, LoRA settings …), so
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 __all__ = ["FINETUNE_KEY", "FinetuneTask"]
 
@@ -22,7 +24,7 @@ Batch = tuple[torch.Tensor, ...]
 
 
 @dataclass
-class FinetuneTask:
+class FinetuneTask(ABC):
     """Base of the finetuning tasks given to ``llm_train.Trainer`` (see ``llm_train.tasks.Task``).
 
     Subclasses add their data fields and define ``collate``, ``loss``, ``evaluate`` and ``tokens``.
@@ -45,9 +47,21 @@ class FinetuneTask:
     tokenizer_name: str
     info: dict[str, Any]
 
+    @abstractmethod
     def collate(self, items: list[Any]) -> Batch:
         """A batch of tensors from a list of dataset items."""
-        raise NotImplementedError
+
+    @abstractmethod
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """Mean training loss of one (micro-)batch."""
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module) -> dict[str, float | None]:
+        """Metrics on the first ``eval_batches`` batches of each split (``train_loss``, ``val_loss`` …)."""
+
+    @abstractmethod
+    def tokens(self, batch: Batch) -> int:
+        """Tokens in a batch (for ``tokens_seen``)."""
 
     def loader(self, batch_size: int, seed: int) -> Any:
         """Seeded, resumable batches of the training split."""
