@@ -61,12 +61,12 @@ finetune_app = typer.Typer(
 )
 
 
-def _given(option: Any, kind: Any = None, help: str | None = None) -> Any:
+def _given(option: Any, help: str | None = None) -> Any:
     """A shared option of :mod:`llm_core.cli_options` whose value is None when it is not given."""
     info = copy.copy(option.__metadata__[0])
     if help is not None:
         info.help = help
-    return Annotated[Optional[kind or option.__origin__], info]
+    return Annotated[Optional[option.__origin__], info]
 
 
 def _option(flag: str, help: str, kind: Any = str) -> Any:
@@ -137,9 +137,14 @@ OPTIONS: dict[str, Any] = {
 }
 _RUN_FLAGS = {"resume": False, "overwrite": False, "no_verify": False, "as_json": False}
 _NOT_FIELDS = {"config", "set_", "base", *_RUN_FLAGS}
-_FIELD = {"lora_rank": "lora.rank", "lora_alpha": "lora.alpha", "lora_dropout": "lora.dropout"}
-_FIELD["lora_target"] = "lora.targets"
-#: The options every finetune command has, in order (after MODEL and --data).
+#: Options whose config field has another name.
+_FIELD = {
+    "lora_rank": "lora.rank",
+    "lora_alpha": "lora.alpha",
+    "lora_dropout": "lora.dropout",
+    "lora_target": "lora.targets",
+}
+#: The options every finetune command has, after MODEL and --data: OPTIONS from --out to --progress.
 _COMMON = tuple(OPTIONS)[1 : tuple(OPTIONS).index("progress") + 1]
 _DATA_HELP = {
     "classify": "sms-spam (a registered dataset) or a file: label<TAB>text, .json, .jsonl.",
@@ -185,8 +190,8 @@ def _parameter(kind: str, name: str) -> inspect.Parameter:
             shown = ",".join(default) if isinstance(default, list) else default
             info.help = f"{info.help} [default: {shown}]"
         annotation = Annotated[annotation.__origin__, info]
-    kind_ = inspect.Parameter.KEYWORD_ONLY
-    return inspect.Parameter(name, kind_, annotation=annotation, default=_RUN_FLAGS.get(name))
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    return inspect.Parameter(name, keyword, annotation=annotation, default=_RUN_FLAGS.get(name))
 
 
 def _finetune_command(kind: str, doc: str) -> Callable[..., None]:
