@@ -10,19 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from llm_attention.validation import divisors
 from llm_core.errors import ConfigError
 
 __all__ = ["INIT_SCHEMES", "DecoderConfig", "GPTConfig"]
 
 
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
 def _choices(n: int, limit: int = 12) -> str:
-    divisors = _divisors(n)
-    shown = ", ".join(map(str, divisors[:limit]))
-    return shown + (", …" if len(divisors) > limit else "")
+    values = divisors(n)
+    return ", ".join(map(str, values[:limit])) + (", …" if len(values) > limit else "")
 
 
 #: Weight initialisations of :class:`GPTConfig` (``init``) and :func:`llm_model.init_weights`.
