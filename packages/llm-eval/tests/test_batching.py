@@ -14,6 +14,7 @@ import torch
 from llm_core.errors import ConfigError
 from llm_eval.batching import BatchDecoder, ContinuousBatcher, QueueFull
 from llm_eval.serving import GenerationOptions as Options
+from llm_eval.serving import ServerBusy
 from llm_model import build_model, generate
 
 
@@ -269,6 +270,8 @@ def test_close_ends_running_and_waiting_requests() -> None:
         results = list(await asyncio.gather(collect(running), collect(waiting), collect(after)))
         await asyncio.to_thread(batcher.join)
         assert not batcher.thread.is_alive()
+        with pytest.raises(ServerBusy, match="shutting down"):
+            await batcher.call(lambda: None)
         return results
 
     results = asyncio.run(main())

@@ -460,9 +460,11 @@ class ContinuousBatcher:
             request.cancelled.set()
 
     async def call(self, function: Callable[[], T]) -> T:
-        """Run ``function`` on the decoding thread, between two steps."""
+        """Run ``function`` on the decoding thread, between two steps (:class:`ServerBusy` once closed)."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         with self.wake:
+            if self.closing.is_set():
+                raise ServerBusy("the server is shutting down; retry on another one", retry_after=1)
             self.calls.append((function, future))
             self.wake.notify()
         return await future
