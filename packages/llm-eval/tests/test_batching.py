@@ -83,6 +83,8 @@ def test_decoder_refuses_bad_use() -> None:
     model = tiny("gpt2")
     with pytest.raises(ConfigError, match="max_batch_size"):
         BatchDecoder(model, 0)
+    with pytest.raises(ConfigError, match="accepts_padding_mask"):
+        BatchDecoder(torch.nn.Linear(2, 2), 2)  # no KV cache, no padding masks: serve uses SerialEngine
     decoder = BatchDecoder(model, 1)
     decoder.add("a", [1, 2])
     with pytest.raises(ConfigError, match="already in the batch"):

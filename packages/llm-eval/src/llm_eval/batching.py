@@ -106,6 +106,11 @@ class BatchDecoder:
     def __init__(self, model: Any, max_batch_size: int) -> None:
         if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or max_batch_size < 1:
             raise ConfigError(f"max_batch_size: expected an integer >= 1, got {max_batch_size!r}")
+        if not self.supports(model):
+            raise ConfigError(
+                f"{type(model).__name__} cannot be batched: it needs a KV cache (new_cache) and "
+                "accepts_padding_mask = True; serve it one request at a time (SerialEngine)"
+            )
         self.model = model
         self.max_batch_size = max_batch_size
         self.context = int(model.config.context_length)
@@ -116,6 +121,13 @@ class BatchDecoder:
         self.length = 0  # the shared write column of the next step
         self.rows: dict[Hashable, _Row] = {}
         self.sliding: set[Hashable] = set()  # rows at the context: their window re-runs each step
+
+    @staticmethod
+    def supports(model: Any) -> bool:
+        """Whether ``model`` can be batched: a KV cache and left-padding masks (every built-in can)."""
+        return callable(getattr(model, "new_cache", None)) and bool(
+            getattr(model, "accepts_padding_mask", False)
+        )
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -254,20 +254,30 @@ def serve(
     ``max_batch_size`` at once, ``max_queue`` more waiting, beyond that 503; a
     client that reads nothing for ``stall_timeout`` seconds is dropped).
     """
-    from llm_eval.batching import ContinuousBatcher
+    from llm_eval.batching import BatchDecoder, ContinuousBatcher
+    from llm_eval.serving import SerialEngine
 
     _require_serve()
     check_host(host, allow_remote)
     _check_port(host, port)
     runner = load_runner(checkpoint, tokenizer=tokenizer, name=name, device=device, quantize=quantize)
-    engine = ContinuousBatcher(
-        runner.model,
-        runner.tokenizer,
-        eos_ids=runner.eos_ids,
-        max_batch_size=max_batch_size,
-        max_queue=max_queue,
-        stall_timeout=stall_timeout,
-    ).start()
+    engine: Engine
+    if BatchDecoder.supports(runner.model):
+        engine = ContinuousBatcher(
+            runner.model,
+            runner.tokenizer,
+            eos_ids=runner.eos_ids,
+            max_batch_size=max_batch_size,
+            max_queue=max_queue,
+            stall_timeout=stall_timeout,
+        ).start()
+    else:
+        print(
+            f"scratchlm serve: {type(runner.model).__name__} has no KV cache or padding masks: "
+            "one request at a time",
+            file=sys.stderr,
+        )
+        engine = SerialEngine(runner)
     app = create_app(runner, limits, engine=engine)
     server = _graceful_server(_uvicorn_config(app, host, port, log_level))
     startup = server.startup
