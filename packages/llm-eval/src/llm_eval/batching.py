@@ -299,8 +299,8 @@ class BatchDecoder:
 def _last_logits(model: Any, idx: torch.Tensor, cache: Any, mask: torch.Tensor | None) -> torch.Tensor:
     """The logits of the last position only, ``(b, vocab)``: the output head skips the others.
 
-    A prompt of ``t`` tokens would otherwise pay ``t`` times the head (a third of a
-    small GPT-2's prefill). Every scratchlm decoder ends with ``self.out_head(x)``;
+    A prompt of ``t`` tokens would otherwise pay ``t`` times the head (half of a small
+    GPT-2's prefill with the 50257-token vocabulary). Every scratchlm decoder ends with ``self.out_head(x)``;
     a model without ``out_head`` computes every position's logits.
     """
     head = getattr(model, "out_head", None)
