@@ -147,13 +147,13 @@ def worker_train(impl: str, spec: str, batch: int, steps: int) -> dict[str, Any]
 def worker_trainer(spec: str, batch: int, steps: int, *, compile_model: bool) -> dict[str, Any]:
     """The same model and optimizer through ``llm_train.Trainer``: data sampling, logging and all.
 
-    Per-step tokens/s come from the Trainer's own ``metrics.jsonl`` (logged every
-    step, which is part of the overhead measured); gradient clipping, evaluation
-    and checkpoints are off, as in the bare loop.
+    Seconds per step are the median loop iteration of ``Trainer.fit`` (timed from one
+    step's start to the next's, ``trainer_overhead.trainer_steps``), with the default
+    ``log_every`` (a logged step, 1 in 10, adds a gradient-norm pass); gradient
+    clipping, evaluation and checkpoints are off, as in the bare loop.
     """
     import numpy as np
-
-    from llm_train import TrainConfig, Trainer, read_metrics
+    from trainer_overhead import trainer_steps
 
     shape = _shape(spec)
     model = _build("scratchlm-sdpa", shape)
@@ -161,25 +161,9 @@ def worker_trainer(spec: str, batch: int, steps: int, *, compile_model: bool) ->
     tokens = np.random.default_rng(0).integers(
         0, shape["vocab_size"], size=(steps + 3) * batch * (context + 1)
     )
-    config = TrainConfig(
-        data="benchmark",
-        batch_size=batch,
-        max_steps=steps + 2,  # two warm-up steps, as the bare loop
-        lr=1e-4,
-        weight_decay=0.01,
-        decay_all=True,
-        grad_clip=None,
-        eval_every=0,
-        checkpoint_every=0,
-        log_every=1,
-        progress=False,
-        compile=compile_model,
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        Trainer(model, config, train_tokens=tokens, run_dir=tmp).fit()
-        rows = [r for r in read_metrics(Path(tmp) / "metrics.jsonl") if r["kind"] == "train"][2:]
+    times = trainer_steps(model, tokens, batch, steps, compile_model=compile_model)
     return {
-        "tokens_per_s": statistics.median(r["tokens_per_s"] for r in rows),
+        "tokens_per_s": batch * context / statistics.median(times),
         "peak_rss_mb": _peak_rss_mb(),
         "params": sum(p.numel() for p in model.parameters()),
     }

@@ -57,6 +57,9 @@ class OptimConfig:
     grad_clip: Optional[float] = 1.0  # max gradient norm; 0 or null: no clipping (TOML has no null)
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = False
+    # recompute each transformer block's activations in the backward pass instead of keeping them
+    # (torch.utils.checkpoint): less memory, about one more forward of time; the same weights
+    activation_checkpointing: bool = False
     eval_every: int = 50
     eval_batches: int = 5
     # "multiples": at step 0, every eval_every-th step and the last; "book": after steps
@@ -101,7 +104,7 @@ class OptimConfig:
     def fingerprint(self) -> dict[str, Any]:
         """The settings that must match for ``--resume`` (everything that changes the weights)."""
         ignored = {"progress", "max_steps", "epochs", "checkpoint_every", "keep_last", "log_every"}
-        ignored |= {"device", "parallel"}  # where and how it runs, not what it computes
+        ignored |= {"device", "parallel", "activation_checkpointing"}  # how it runs, not what it computes
         return {k: v for k, v in self.to_dict().items() if k not in ignored}
 
 

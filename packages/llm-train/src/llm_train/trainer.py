@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from llm_core import get_registry
 from llm_core.config_io import write_json_atomic
@@ -48,7 +49,14 @@ from llm_train.optimizers import build_optimizer
 from llm_train.schedules import lr_multiplier
 from llm_train.tasks import LanguageModeling, Task
 
-__all__ = ["TrainResult", "Trainer", "TrainingError", "TrainingInterrupted", "check_run_dir"]
+__all__ = [
+    "TrainResult",
+    "Trainer",
+    "TrainingError",
+    "TrainingInterrupted",
+    "check_run_dir",
+    "checkpoint_blocks",
+]
 
 #: Signals that stop a run at the end of the current step, after a checkpoint.
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -98,6 +106,31 @@ def check_run_dir(
             f"{run_dir} already holds checkpoints; pass --resume to continue it, "
             "--overwrite to start it again, or choose another --out"
         )
+
+
+def checkpoint_blocks(model: nn.Module) -> None:
+    """Recompute each block of ``model.trf_blocks`` in the backward pass (activation checkpointing).
+
+    Each block's ``forward`` runs under :func:`torch.utils.checkpoint.checkpoint` when
+    gradients are on (generation and evaluation run it plainly); the parameter names,
+    hence the checkpoints, do not change. Dropout's masks are replayed (torch saves and
+    restores the RNG state), so the weights are those of a run without it.
+    """
+    blocks = getattr(model, "trf_blocks", None)
+    if not isinstance(blocks, nn.ModuleList):
+        raise ConfigError(
+            f"activation_checkpointing needs a model whose blocks are in trf_blocks (scratchlm's "
+            f"decoders); {type(model).__name__} has none"
+        )
+    for block in blocks:
+        plain = block.forward
+
+        def forward(*args: Any, _plain: Any = plain, **kwargs: Any) -> Any:
+            if not torch.is_grad_enabled():
+                return _plain(*args, **kwargs)
+            return checkpoint(_plain, *args, use_reentrant=False, **kwargs)
+
+        block.forward = forward
 
 
 class Trainer:
@@ -165,6 +198,8 @@ class Trainer:
         self.loader = task.loader(self.global_batch, config.seed)
         self.max_steps = self._resolve_max_steps()
         self.model.to(self.device)
+        if config.activation_checkpointing:
+            checkpoint_blocks(self.model)
         self.forward_model: nn.Module = self.dist.wrap(self.model)  # FSDP shards before the optimizer
         self.optimizer = build_optimizer(
             config.optimizer,
@@ -379,7 +414,7 @@ class Trainer:
             with self.dist.no_sync(self.forward_model, last=micro == cfg.grad_accum - 1):
                 with self._autocast():
                     loss = self.task.loss(self.forward_model, batch)
-                (loss / cfg.grad_accum).backward()
+                (loss / cfg.grad_accum if cfg.grad_accum > 1 else loss).backward()
             total += loss.item() / cfg.grad_accum
             self.tokens_seen += self.task.tokens(batch) * self.dist.world_size
             self.examples_seen += self.global_batch
