@@ -74,7 +74,8 @@ def load_model_and_tokenizer(
                 f"{evaluator}: expected a checkpoint directory (or a model); "
                 f"pass it as MODEL: scratchlm evaluate {evaluator} MODEL …"
             )
-        from llm_model import load_pretrained
+        from llm_model import load_pretrained, quantize_model
 
-        model = load_pretrained(checkpoint, map_location=device, dtype=dtype)
+        # quantize_model() without a mode: the command's --quantize (llm_model.quantize_option)
+        model = quantize_model(load_pretrained(checkpoint, map_location=device, dtype=dtype))
     return model, resolve_tokenizer(tokenizer, model) if with_tokenizer else None

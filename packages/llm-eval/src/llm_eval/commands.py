@@ -185,6 +185,7 @@ def evaluate_command(
     ] = None,
     no_verify: NoVerify = False,
     dtype: Dtype = "auto",
+    quantize: Quantize = "none",
     force: Force = False,
 ) -> None:
     """Run a registered evaluator on MODEL; other options go to it: evaluate perplexity MODEL --text FILE.
@@ -195,6 +196,7 @@ def evaluate_command(
     from llm_eval.reports import json_safe, write_report
     from llm_model.checkpoint import checksum_verification
     from llm_model.loading import load_options
+    from llm_model.quantize import quantize_option
 
     args, kwargs = parse_evaluator_args(list(ctx.args))
     if "checkpoint" in kwargs:  # 0.2 spelled the model --checkpoint DIR
@@ -202,7 +204,11 @@ def evaluate_command(
     if device is not None:
         _check_takes_device(name)
         kwargs["device"] = device
-    with checksum_verification(not no_verify), load_options(dtype=dtype, force=force):
+    with (
+        checksum_verification(not no_verify),
+        load_options(dtype=dtype, force=force),
+        quantize_option(quantize),
+    ):
         report = run_evaluator(name, *args, **kwargs)
     if out is not None:
         write_report(out, report)
