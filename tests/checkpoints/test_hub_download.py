@@ -132,7 +132,8 @@ def import_hf(endpoint: str, repo: str, out: Path, cache: Path) -> subprocess.Co
         "SCRATCHLM_PLUGINS": "",
     }
     env.pop("HF_HUB_OFFLINE", None)
-    code = f"import sys; from llm_core.cli import main; sys.exit(main(['import-hf', {repo!r}, {str(out)!r}]))"
+    argv = ["import-hf", repo, "--out", str(out)]
+    code = f"import sys; from llm_core.cli import main; sys.exit(main({argv!r}))"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
 
 

@@ -40,6 +40,15 @@ def register_architectures(register: Register) -> None:
     ``forward(idx)`` maps token ids ``(batch, seq)`` to logits
     ``(batch, seq, vocab_size)``. Optional ``presets=`` meta: a mapping of
     preset name to config keyword arguments.
+
+    A new transformer block is the usual way in: subclass
+    ``llm_model.Block`` (``forward(x, *, cache=None, padding_mask=None,
+    positions=None)``, parts named ``att``, ``ff``, ``norm1``/``norm2``) and
+    set it as ``block_class`` of a ``GPTModel`` subclass; initialise with
+    ``llm_model.init_weights(model, scheme)``. A model that takes
+    ``padding_mask`` declares ``accepts_padding_mask = True``, and the
+    conformance suite then checks that left-padded rows match unpadded ones
+    (``docs/plugins.md``, "Write your own block").
     """
 
 

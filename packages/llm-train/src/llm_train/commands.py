@@ -74,7 +74,8 @@ def pretrain_command(
         Optional[str],
         typer.Option(
             "--optimizer",
-            help="adamw, adam, sgd or a plugin's [default: adamw]; its own options: "
+            help="adamw (betas 0.9,0.95, eps 1e-8; torch's AdamW uses 0.9,0.999), adam (betas "
+            "0.9,0.999), sgd (momentum 0.9, no betas) or a plugin's [default: adamw]; its own options: "
             "--set optimizer_options.NAME=VALUE.",
         ),
     ] = None,

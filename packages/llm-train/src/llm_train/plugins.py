@@ -16,8 +16,12 @@ def register_optimizers(register: Any) -> None:
     """``adamw``, ``adam``, ``sgd``."""
     from llm_train import optimizers
 
-    register("adamw", optimizers.adamw, description="AdamW, decoupled weight decay (the default)")
-    register("adam", optimizers.adam, description="Adam, L2 weight decay")
+    register(
+        "adamw",
+        optimizers.adamw,
+        description="AdamW, decoupled weight decay (the default); betas 0.9,0.95 (torch's: 0.9,0.999)",
+    )
+    register("adam", optimizers.adam, description="Adam, L2 weight decay; betas 0.9,0.999")
     register("sgd", optimizers.sgd, description="SGD with momentum 0.9")
 
 
