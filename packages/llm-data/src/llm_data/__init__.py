@@ -16,6 +16,7 @@ _EXPORTS = export_table(
     corpora: python_docs_text
     fetchers: Source cache_dir fetch
     gpt2: gpt2_encoding
+    labels: confusion_matrix
     instructions: InstructionDataset custom_collate_fn format_input load_instruction_file
     loaders: GPTDatasetV1 SequentialWindowLoader WindowLoader create_dataloader
     prepare: prepare_corpus

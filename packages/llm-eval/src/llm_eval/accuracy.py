@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from llm_core.errors import ConfigError, DataError
+from llm_data.labels import confusion_matrix
 from llm_eval.reports import evaluator
 
 __all__ = ["classification_metrics", "confusion_matrix", "evaluate_accuracy", "predict_classes"]
@@ -26,14 +27,6 @@ def _labels_list(values: Any, what: str) -> list[int]:
             raise DataError(f"{what}[{i}]: expected a class index (integer >= 0), found {v!r}")
         out.append(v)
     return out
-
-
-def confusion_matrix(predictions: Sequence[int], labels: Sequence[int], num_classes: int) -> list[list[int]]:
-    """``matrix[true][predicted]`` counts (rows: true class, columns: predicted class)."""
-    matrix = [[0] * num_classes for _ in range(num_classes)]
-    for p, y in zip(predictions, labels, strict=True):
-        matrix[y][p] += 1
-    return matrix
 
 
 def classification_metrics(

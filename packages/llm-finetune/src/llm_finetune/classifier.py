@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from llm_core.errors import ConfigError, DataError
+from llm_data.labels import confusion_matrix
 from llm_finetune.checkpoints import BaseModel, FinetunedModel
 from llm_finetune.config import ClassifyConfig
 from llm_finetune.heads import HEAD, last_token_logits, to_classifier
@@ -275,14 +276,6 @@ def calc_loss_loader(
     """Mean cross-entropy of the last-token class logits."""
     preds, _, loss = _predict(model, dataset, batch_size, num_batches)
     return loss / max(1, len(preds))
-
-
-def confusion_matrix(predictions: Sequence[int], labels: Sequence[int], num_classes: int) -> list[list[int]]:
-    """``matrix[true][predicted]`` counts."""
-    matrix = [[0] * num_classes for _ in range(num_classes)]
-    for p, y in zip(predictions, labels, strict=True):
-        matrix[y][p] += 1
-    return matrix
 
 
 def evaluate_classifier(
