@@ -190,7 +190,7 @@ def test_quality_against_fp32_on_held_out_text(
     model, inputs, targets = trained
     reference = _logits(model, inputs)
     fp32 = _perplexity(reference, targets)
-    assert fp32 < 12  # trained: bytes of English text, not the 256 of a uniform guess
+    assert fp32 < 20  # trained (about 11): bytes of English text, not the 256 of a uniform guess
     logits = _logits(quantize_model(copy.deepcopy(model), mode), inputs)
     max_delta, min_agreement = BARS[mode]
     delta = _perplexity(logits, targets) / fp32 - 1
