@@ -114,6 +114,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="a comma list of " + ", ".join(VARIANTS)
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     options = parser.parse_args()
 
@@ -121,15 +124,16 @@ def main() -> int:
     import torch
     from run import _shape, training_setup
 
+    variants = {name: VARIANTS[name] for name in options.variants.split(",")}
     shape = _shape(options.shape)
     model, bare, _ = training_setup("scratchlm-sdpa", options.shape, options.batch)
     size = (options.steps + 2) * options.batch * (shape["context_length"] + 1)
     tokens = np.random.default_rng(0).integers(0, shape["vocab_size"], size=size)
     bare()  # warm-up: the allocator, the optimizer's state
-    medians: dict[str, list[float]] = {"bare": [], **{v: [] for v in VARIANTS}}
+    medians: dict[str, list[float]] = {"bare": [], **{v: [] for v in variants}}
     for rep in range(options.reps):
         medians["bare"].append(statistics.median(bare_steps(bare, options.steps)))
-        for variant, settings in VARIANTS.items():
+        for variant, settings in variants.items():
             times = trainer_steps(model, tokens, options.batch, options.steps, *settings)
             medians[variant].append(statistics.median(times))
         print(f"rep {rep + 1}: " + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in medians.items()), flush=True)
@@ -146,16 +150,16 @@ def main() -> int:
         },
     }
     bare_median = summary["step_s"]["bare"]["median"]
-    summary["vs_bare_loop"] = {k: bare_median / summary["step_s"][k]["median"] for k in VARIANTS}
+    summary["vs_bare_loop"] = {k: bare_median / summary["step_s"][k]["median"] for k in variants}
     if not options.no_profile:
         profiles = {"bare": op_profile(lambda: bare_steps(bare, options.steps), options.steps)}
-        for variant, settings in VARIANTS.items():
+        for variant, settings in variants.items():
             profiles[variant] = op_profile(
                 lambda s=settings: trainer_steps(model, tokens, options.batch, options.steps, *s),
                 options.steps + 2,
             )
         extra: dict[str, Any] = {}
-        for variant in VARIANTS:
+        for variant in variants:
             rows = []
             for op, (calls, seconds) in profiles[variant].items():
                 base_calls, base_seconds = profiles["bare"].get(op, (0.0, 0.0))
