@@ -163,7 +163,10 @@ class TrainConfig(OptimConfig):
                 if value != {"stride": None, "shuffle": True, "drop_last": True}[name]
             ]
             if ignored:
-                raise ConfigError(f"{', '.join(ignored)} apply to sampling='windows'; set sampling='windows'")
+                raise ConfigError(
+                    f"{', '.join(ignored)}: only sampling='windows' uses it (sampling is 'random'); "
+                    "set sampling='windows' or leave it out"
+                )
         if self.eval_data == "loader" and self.sampling != "windows":
             raise ConfigError(
                 "eval_data='loader' scores the training loader's batches: set sampling='windows'"
