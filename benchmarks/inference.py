@@ -20,7 +20,7 @@ shard) and the book's chapter-5 model (``--book-ch5``: a checkpoint directory,
 e.g. ``scratchlm pretrain --config examples/configs/book-ch5.toml --out
 runs/ch5`` then ``runs/ch5/final``; held out: the-verdict.txt's last 10 % of
 characters, the book's validation split, then the book's instruction data's
-responses, never trained on, up to 4,096 tokens).
+responses, never trained on, up to 12,000 tokens).
 
 The full run, on a quiet machine (about 25 minutes on 2 CPU cores, plus ~3 for the demo)::
 
@@ -41,6 +41,7 @@ import argparse
 import copy
 import json
 import math
+import shlex
 import statistics
 import subprocess
 import sys
@@ -185,7 +186,7 @@ def _held_out(source: str, path: str, tokenizer: Any, limit: int) -> tuple[list[
     return ids[:limit], what
 
 
-def worker_quality(name: str, checkpoint: str, source: str, limit: int) -> dict[str, Any]:
+def worker_quality(name: str, checkpoint: str, source: str, limit: int = 12_000) -> dict[str, Any]:
     """Held-out perplexity and top-1 agreement with fp32 of every precision, for one checkpoint."""
     import torch
     import torch.nn.functional as F
@@ -193,8 +194,9 @@ def worker_quality(name: str, checkpoint: str, source: str, limit: int) -> dict[
     from llm_core import load_tokenizer
     from llm_model import load_pretrained, quantize_model
 
-    directory = Path(checkpoint)
-    model_dir = directory / "final" if (directory / "final" / "config.json").exists() else directory
+    directory = Path(checkpoint)  # a checkpoint, a run directory (its final/) or a demo's --out (run/final/)
+    candidates = (directory / "run" / "final", directory / "final", directory)
+    model_dir = next((d for d in candidates if (d / "config.json").exists()), directory)
     base = load_pretrained(model_dir, dtype="fp32").eval()
     tokenizer = load_tokenizer(base.checkpoint_config.get("tokenizer") or "gpt2")
     ids, what = _held_out(source, checkpoint, tokenizer, limit)
@@ -204,8 +206,10 @@ def worker_quality(name: str, checkpoint: str, source: str, limit: int) -> dict[
     inputs, targets = tokens[:-1].view(n, width), tokens[1:].view(n, width)  # (n, width)
 
     def logits(model: Any) -> torch.Tensor:
+        # One window a forward, as a batch-1 prefill: int8's activation scale is one per input
+        # tensor, so batching windows together coarsens it (docs/inference.md: the demo's model).
         with torch.no_grad():
-            return torch.cat([model(rows).float() for rows in inputs.split(4)])  # (n, width, vocab)
+            return torch.cat([model(row[None]).float() for row in inputs])  # (n, width, vocab)
 
     reference = logits(base)
     rows = []
@@ -362,6 +366,23 @@ def plot(s: dict[str, Any], path: Path, label: str) -> bool:
     return True
 
 
+def measure_speed(raw: dict[str, Any], meta: dict[str, Any], threads: int | None) -> None:
+    """Every implementation at every batch size, once a repetition, with the bandwidth measured each time."""
+    reps = meta["reps"]
+    for rep in range(reps):  # interleave: every implementation once per repetition
+        raw["bandwidth"].append(run_worker("bandwidth", threads, megabytes=1024))
+        print(f"rep {rep + 1}/{reps}: bandwidth {raw['bandwidth'][-1]}", flush=True)
+        for batch in meta["batches"]:
+            results = {}
+            for impl in IMPLS:
+                results[impl] = run_worker(
+                    "speed", threads, impl=impl, batch=batch, new_tokens=meta["new_tokens"]
+                )
+                speed = results[impl]["tokens_per_s"]
+                print(f"rep {rep + 1}/{reps}: batch {batch} {impl}: {speed:.1f} tok/s", flush=True)
+            raw["speed"][str(batch)].append(results)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -380,6 +401,12 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "assets" / "inference.png")
+    parser.add_argument(
+        "--from-results",
+        type=Path,
+        metavar="JSON",
+        help="take the speed rows from an earlier results file (measure only the quality rows asked for)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--args", help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -391,32 +418,6 @@ def main() -> int:
         print(json.dumps(WORKERS[options.worker](**json.loads(options.args))))
         return 0
 
-    reps = options.reps or (2 if options.quick else 5)
-    new_tokens = options.new_tokens or (32 if options.quick else 200)
-    batches = [int(b) for b in options.batches.split(",")]
-    raw: dict[str, Any] = {"bandwidth": [], "speed": {str(b): [] for b in batches}, "quality": []}
-    for rep in range(reps):  # interleave: every implementation once per repetition
-        raw["bandwidth"].append(run_worker("bandwidth", options.threads, megabytes=1024))
-        print(f"rep {rep + 1}/{reps}: bandwidth {raw['bandwidth'][-1]}", flush=True)
-        for batch in batches:
-            results = {}
-            for impl in IMPLS:
-                results[impl] = run_worker(
-                    "speed", options.threads, impl=impl, batch=batch, new_tokens=new_tokens
-                )
-                print(
-                    f"rep {rep + 1}/{reps}: batch {batch} {impl}: {results[impl]['tokens_per_s']:.1f} tok/s"
-                )
-            raw["speed"][str(batch)].append(results)
-    for name, path, source in (("demo", options.demo, "demo"), ("book-ch5", options.book_ch5, "book")):
-        if path is not None:
-            raw["quality"].append(
-                run_worker(
-                    "quality", options.threads, name=name, checkpoint=str(path), source=source, limit=4096
-                )
-            )
-            print(f"quality {name}: {raw['quality'][-1]}", flush=True)
-
     import platform
 
     import torch
@@ -424,12 +425,30 @@ def main() -> int:
     meta = {
         "date": time.strftime("%Y-%m-%d"),
         "label": options.label,
-        "argv": " ".join(sys.argv[1:]),
+        "argv": shlex.join(sys.argv[1:]),
         "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{options.threads or torch.get_num_threads()} threads",
-        "reps": reps,
-        "new_tokens": new_tokens,
+        f"torch threads: {options.threads or torch.get_num_threads()}",
+        "reps": options.reps or (2 if options.quick else 5),
+        "new_tokens": options.new_tokens or (32 if options.quick else 200),
+        "batches": [int(b) for b in options.batches.split(",")],
     }
+    raw: dict[str, Any] = {"bandwidth": [], "speed": {str(b): [] for b in meta["batches"]}, "quality": []}
+    if options.from_results:  # its speed rows (and the quality rows not measured again)
+        saved = json.loads(options.from_results.read_text())
+        meta |= {k: saved["meta"][k] for k in ("label", "argv", "machine", "reps", "new_tokens")}
+        meta["argv"] += f"; then {shlex.join(sys.argv[1:])}"
+        raw = saved["raw"]
+        meta["batches"] = [int(b) for b in raw["speed"]]
+    else:
+        measure_speed(raw, meta, options.threads)
+    for name, path, source in (("demo", options.demo, "demo"), ("book-ch5", options.book_ch5, "book")):
+        if path is not None:
+            raw["quality"] = [q for q in raw["quality"] if q["name"] != name]
+            raw["quality"].append(
+                run_worker("quality", options.threads, name=name, checkpoint=str(path), source=source)
+            )
+            print(f"quality {name}: {raw['quality'][-1]}", flush=True)
+    batches = meta["batches"]
     summary = summarise(raw, batches)
     options.out.mkdir(parents=True, exist_ok=True)
     stem = options.out / f"{meta['date']}-inference"
