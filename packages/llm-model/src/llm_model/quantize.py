@@ -9,10 +9,11 @@ at modules, not at architectures, so a plugin's model gets it too):
 * ``int8``: every ``nn.Linear`` (the tied output head included) becomes
   torch's dynamic int8 linear layer
   (:func:`torch.ao.quantization.quantize_dynamic`, per-output-channel weight
-  scales; each input row is quantized on the fly and multiplied by fbgemm's
-  int8 kernels). Weights take 1 byte instead of 4. Embeddings and norms stay
-  float32. A tied head gets its own int8 copy, so the embedding it shares a
-  tensor with keeps its float32 rows. CPU only.
+  scales; each input tensor is quantized on the fly, one scale for the
+  tensor, and multiplied by fbgemm's int8 kernels). Weights take 1 byte
+  instead of 4. Embeddings and norms stay float32. A tied head gets its own
+  int8 copy, so the embedding it shares a tensor with keeps its float32
+  rows. CPU only.
 * ``bf16``: every parameter and buffer in bfloat16 (2 bytes), as
   ``--dtype bf16`` loads them; logits are bf16 and sampled in float32.
 
