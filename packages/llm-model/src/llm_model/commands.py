@@ -81,9 +81,7 @@ def _tokenizer(name: str) -> Any:
 
 
 def generate_command(
-    checkpoint: Annotated[
-        Path, typer.Argument(help="Checkpoint directory (config.json + model.safetensors).")
-    ],
+    checkpoint: ModelArg,
     prompt: Annotated[str, typer.Argument(help="The text to continue.")],
     max_new_tokens: Annotated[
         int, typer.Option("--max-new-tokens", help=f"Tokens to generate at most (0 to {MAX_NEW_TOKENS:,}).")
@@ -118,7 +116,7 @@ def generate_command(
     quantize: Quantize = "none",
     force: Force = False,
 ) -> None:
-    """Continue PROMPT with the model in CHECKPOINT."""
+    """Continue PROMPT with MODEL."""
     from llm_core.errors import ConfigError
     from llm_model.checkpoint import load_pretrained
     from llm_model.generation import default_eos_ids, generate_text, stream_tokens
