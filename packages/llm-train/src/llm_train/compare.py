@@ -268,11 +268,7 @@ def _check_unchanged(variant: Variant, run_dir: Path) -> None:
     saved_path = run_dir / "train_config.json"
     if not saved_path.is_file():
         return
-    saved = read_train_config(run_dir).fingerprint()
-    current = variant.config.fingerprint()
-    changed = [
-        f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in current if saved.get(k) != current.get(k)
-    ]
+    changed = variant.config.changes_from(read_train_config(run_dir))
     if changed:
         raise ConfigError(
             f"variant '{variant.name}': {run_dir} was trained with other settings ({'; '.join(changed)}); "

@@ -107,6 +107,11 @@ class OptimConfig:
         ignored |= {"device", "parallel", "activation_checkpointing"}  # how it runs, not what it computes
         return {k: v for k, v in self.to_dict().items() if k not in ignored}
 
+    def changes_from(self, saved: OptimConfig) -> list[str]:
+        """``"key: saved -> this"`` for every fingerprint setting that differs from ``saved``'s."""
+        before, after = saved.fingerprint(), self.fingerprint()
+        return [f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in after if before.get(k) != after.get(k)]
+
 
 @dataclass
 class TrainConfig(OptimConfig):

@@ -343,11 +343,8 @@ class Trainer:
         where = f"{latest / STATE_FILE}: 'config'"
         saved = train_config_from_saved(
             state["config"], source=where, error=CheckpointError, cls=type(self.config)
-        ).fingerprint()
-        current = self.config.fingerprint()
-        differences = [
-            f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in current if saved.get(k) != current.get(k)
-        ]
+        )
+        differences = self.config.changes_from(saved)
         if differences:
             raise ConfigError(
                 f"cannot resume {self.run_dir}: the config differs from the run's "
