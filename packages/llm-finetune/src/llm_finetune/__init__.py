@@ -6,69 +6,32 @@ Names are imported on first use (PEP 562), so loading the plugin for
 
 from __future__ import annotations
 
-from llm_core.exports import distribution_version, lazy_exports
+from llm_core.exports import distribution_version, export_table, lazy_exports
 
 __version__ = distribution_version("llm-finetune")
 
-#: Public name -> submodule defining it; imported on first use (no torch for `scratchlm --help`).
-_EXPORTS = {
-    "AlpacaTemplate": "templates",
-    "ClassificationDataset": "classifier",
-    "ClassificationRecipe": "classifier",
-    "ClassificationTask": "classifier",
-    "ClassifyConfig": "config",
-    "DPOConfig": "config",
-    "DPORecipe": "dpo",
-    "DPOTask": "dpo",
-    "FinetuneConfig": "config",
-    "FinetuneRun": "recipe",
-    "FinetuneTask": "tasks",
-    "FinetunedModel": "checkpoints",
-    "InstructConfig": "config",
-    "InstructionRecipe": "instruct",
-    "InstructionTask": "instruct",
-    "LinearWithLoRA": "lora",
-    "LlamaTemplate": "templates",
-    "LoRAConfig": "config",
-    "LoRALayer": "lora",
-    "PreferenceDataset": "dpo",
-    "PromptTemplate": "templates",
-    "Recipe": "recipe",
-    "SFTDataset": "instruct",
-    "TEMPLATES": "templates",
-    "apply_lora": "lora",
-    "calc_accuracy_loader": "classifier",
-    "calc_loss_loader": "classifier",
-    "chat_loop": "chat",
-    "classify_texts": "classifier",
-    "confusion_matrix": "classifier",
-    "dpo_loss": "dpo",
-    "evaluate_classifier": "classifier",
-    "finetune_classifier": "classifier",
-    "finetune_dpo": "dpo",
-    "finetune_instructions": "instruct",
-    "generate_responses": "instruct",
-    "get_template": "templates",
-    "last_token_logits": "heads",
-    "load_base": "checkpoints",
-    "load_classification_data": "classifier",
-    "load_finetuned": "checkpoints",
-    "load_instruction_data": "instruct",
-    "load_lora_adapters": "adapters",
-    "load_preference_file": "dpo",
-    "lora_state_dict": "lora",
-    "merge_lora": "lora",
-    "plot_accuracy": "plots",
-    "remove_lora": "lora",
-    "response_logprobs": "dpo",
-    "run_recipe": "recipe",
-    "save_lora_adapters": "adapters",
-    "save_merged_checkpoint": "adapters",
-    "set_trainable": "checkpoints",
-    "stream_response": "chat",
-    "to_classifier": "heads",
-    "unmerge_lora": "lora",
-}
+#: Submodule: the public names it defines, imported on first use (no torch for `scratchlm --help`).
+_EXPORTS = export_table(
+    """
+    adapters: load_lora_adapters save_lora_adapters save_merged_checkpoint
+    chat: chat_loop stream_response
+    checkpoints: FinetunedModel load_base load_finetuned set_trainable
+    classifier: ClassificationDataset ClassificationRecipe ClassificationTask calc_accuracy_loader
+                calc_loss_loader classify_texts confusion_matrix evaluate_classifier
+                finetune_classifier load_classification_data
+    config: ClassifyConfig DPOConfig FinetuneConfig InstructConfig LoRAConfig
+    dpo: DPORecipe DPOTask PreferenceDataset dpo_loss finetune_dpo load_preference_file
+         response_logprobs
+    heads: last_token_logits to_classifier
+    instruct: InstructionRecipe InstructionTask SFTDataset finetune_instructions generate_responses
+              load_instruction_data
+    lora: LinearWithLoRA LoRALayer apply_lora lora_state_dict merge_lora remove_lora unmerge_lora
+    plots: plot_accuracy
+    recipe: FinetuneRun Recipe run_recipe
+    tasks: FinetuneTask
+    templates: AlpacaTemplate LlamaTemplate PromptTemplate TEMPLATES get_template
+    """
+)
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -11,67 +11,33 @@ Names are imported lazily (PEP 562), so loading the plugin for
 
 from __future__ import annotations
 
-from llm_core.exports import distribution_version, lazy_exports
+from llm_core.exports import distribution_version, export_table, lazy_exports
 
 __version__ = distribution_version("llm-model")
 
-#: Public name -> submodule defining it; imported on first use (no torch for `scratchlm --help`).
-_EXPORTS = {
-    "Block": "blocks",
-    "BlockInputs": "blocks",
-    "DecoderConfig": "config",
-    "FeedForward": "blocks",
-    "GELU": "blocks",
-    "GPTConfig": "config",
-    "GPTModel": "gpt",
-    "IGNORE_INDEX": "head_loss",
-    "LLAMA_PRESETS": "presets",
-    "LayerNorm": "blocks",
-    "LlamaBlock": "llama",
-    "LlamaConfig": "llama",
-    "LlamaModel": "llama",
-    "MISTRAL_PRESETS": "presets",
-    "MistralConfig": "llama",
-    "MistralModel": "llama",
-    "PHI_PRESETS": "presets",
-    "PRESETS": "presets",
-    "PhiBlock": "phi",
-    "PhiConfig": "phi",
-    "PhiMLP": "phi",
-    "PhiModel": "phi",
-    "QUANTIZE_MODES": "quantize",
-    "RMSNorm": "norms",
-    "RotaryDecoder": "decoder",
-    "RotaryDecoderConfig": "decoder",
-    "SwiGLUFeedForward": "llama",
-    "TransformerBlock": "blocks",
-    "accepts_targets": "gpt",
-    "architecture_config": "gpt",
-    "build_model": "gpt",
-    "causal_self_attention": "blocks",
-    "checksum_verification": "checkpoint",
-    "count_parameters": "gpt",
-    "export_hf": "hf",
-    "generate": "generation",
-    "generate_text": "generation",
-    "get_preset": "presets",
-    "import_book": "book_weights",
-    "import_hf": "hf",
-    "init_weights": "init",
-    "linear_cross_entropy": "head_loss",
-    "load_pretrained": "checkpoint",
-    "load_weights_into": "checkpoint",
-    "masked_cross_entropy": "head_loss",
-    "model_config": "gpt",
-    "model_info": "gpt",
-    "quantize_model": "quantize",
-    "read_checkpoint_config": "checkpoint",
-    "save_pretrained": "checkpoint",
-    "stream_tokens": "generation",
-    "tied_parameter_aliases": "loading",
-    "verify_checksums": "checkpoint",
-    "write_model_files": "checkpoint",
-}
+#: Submodule: the public names it defines, imported on first use (no torch for `scratchlm --help`).
+_EXPORTS = export_table(
+    """
+    blocks: Block BlockInputs FeedForward GELU LayerNorm TransformerBlock causal_self_attention
+    book_weights: import_book
+    checkpoint: checksum_verification load_pretrained load_weights_into read_checkpoint_config
+                save_pretrained verify_checksums write_model_files
+    config: DecoderConfig GPTConfig
+    decoder: RotaryDecoder RotaryDecoderConfig
+    generation: generate generate_text stream_tokens
+    gpt: GPTModel accepts_targets architecture_config build_model count_parameters model_config
+         model_info
+    head_loss: IGNORE_INDEX linear_cross_entropy masked_cross_entropy
+    hf: export_hf import_hf
+    init: init_weights
+    llama: LlamaBlock LlamaConfig LlamaModel MistralConfig MistralModel SwiGLUFeedForward
+    loading: tied_parameter_aliases
+    norms: RMSNorm
+    phi: PhiBlock PhiConfig PhiMLP PhiModel
+    presets: LLAMA_PRESETS MISTRAL_PRESETS PHI_PRESETS PRESETS get_preset
+    quantize: QUANTIZE_MODES quantize_model
+    """
+)
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
