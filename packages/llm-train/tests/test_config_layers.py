@@ -14,11 +14,9 @@ def test_train_config_is_optim_config_plus_inputs() -> None:
     optim = {f.name for f in dataclasses.fields(OptimConfig)}
     train = {f.name for f in dataclasses.fields(TrainConfig)}
     assert optim < train
-    assert {"data", "arch", "preset", "model", "tokenizer", "context_length"} == train - optim - {
-        "val_fraction",
-        "parallel",
-    }
-    assert {"lr", "optimizer", "optimizer_options", "grad_clip", "betas"} <= optim
+    inputs = {"data", "init", "arch", "preset", "model", "tokenizer", "context_length", "split", "sampling"}
+    assert inputs <= train - optim
+    assert {"lr", "optimizer", "optimizer_options", "grad_clip", "betas", "eval_every", "seed"} <= optim
 
 
 def test_set_null_takes_effect(tmp_path) -> None:
