@@ -293,7 +293,7 @@ def test_a_scores_line_with_wrong_keys_is_a_data_error_naming_the_line(tmp_path,
 def test_judge_cli_takes_model_positionally_prints_json_and_keeps_old_spellings(
     fake_judge, gpt2_checkpoint, tmp_path, capsys
 ) -> None:
-    """`judge RECORDS MODEL --judge-model NAME --json`; 0.2's --checkpoint/--model still work, with a warning."""
+    """`judge RECORDS MODEL --judge-model NAME --json`; --checkpoint/--model still work, with a warning."""
     from llm_core.cli import main
 
     fake_judge.script = by_record
