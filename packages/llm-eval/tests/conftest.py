@@ -157,3 +157,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served(gpt2_checkpoint: Path) -> Iterator[tuple[Any, Any]]:
+    """``(RunningServer, ModelRunner)``: the tiny GPT-2 served on a free loopback port, per test module."""
+    from llm_eval.server import create_app, load_runner, start_server
+
+    runner = load_runner(gpt2_checkpoint)
+    server = start_server(create_app(runner), "127.0.0.1", 0)
+    try:
+        yield server, runner
+    finally:
+        server.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 
 import httpx
 import ollama
@@ -14,7 +13,7 @@ import pytest
 from llm_core.errors import ConfigError
 from llm_eval.judge import OllamaJudge, OpenAIJudge, read_scores, run_judge
 from llm_eval.limits import ServerLimits
-from llm_eval.server import ModelRunner, RunningServer, chat_prompt, create_app, load_runner, start_server
+from llm_eval.server import ModelRunner, chat_prompt, create_app, load_runner, start_server
 from llm_eval.server_process import spawn_server
 from llm_model import generate_text
 
@@ -22,16 +21,6 @@ MESSAGES = [
     {"role": "system", "content": "Be brief."},
     {"role": "user", "content": "Name a color."},
 ]
-
-
-@pytest.fixture(scope="module")
-def served(gpt2_checkpoint) -> Iterator[tuple[RunningServer, ModelRunner]]:
-    runner = load_runner(gpt2_checkpoint)
-    server = start_server(create_app(runner), "127.0.0.1", 0)
-    try:
-        yield server, runner
-    finally:
-        server.stop()
 
 
 def expected(runner: ModelRunner, prompt: str, n: int, stop: list[str] | None = None) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,21 +17,11 @@ import pytest
 import torch
 
 from llm_eval.harness import CheckpointScorer
-from llm_eval.server import ModelRunner, RunningServer, create_app, load_runner, start_server
+from llm_eval.server import ModelRunner, create_app, start_server
 from llm_eval.serving import GenerationOptions, SerialEngine, ServerBusy
 from llm_model import generate_text
 
 NAME = "tiny-gpt"
-
-
-@pytest.fixture(scope="module")
-def served(gpt2_checkpoint) -> Iterator[tuple[RunningServer, ModelRunner]]:
-    runner = load_runner(gpt2_checkpoint)
-    server = start_server(create_app(runner), "127.0.0.1", 0)
-    try:
-        yield server, runner
-    finally:
-        server.stop()
 
 
 def mean_hidden(runner: ModelRunner, text: str) -> torch.Tensor:

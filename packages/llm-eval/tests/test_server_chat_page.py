@@ -12,13 +12,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from llm_eval.server import ModelRunner, RunningServer, chat_prompt, create_app, load_runner, start_server
+from llm_eval.server import chat_prompt
 from llm_eval.server_process import spawn_server
 from llm_eval.serving.chat_page import chat_page
 from llm_model import generate_text
@@ -35,16 +34,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture(scope="module")
-def served(gpt2_checkpoint) -> Iterator[tuple[RunningServer, ModelRunner]]:
-    runner = load_runner(gpt2_checkpoint)
-    server = start_server(create_app(runner), "127.0.0.1", 0)
-    try:
-        yield server, runner
-    finally:
-        server.stop()
 
 
 def test_the_page_is_package_data_and_self_contained(served) -> None:
