@@ -13,6 +13,7 @@ in both modes: full tensors gathered to rank 0, loadable by a single process.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 from collections.abc import Iterator
@@ -185,6 +186,17 @@ def _named(state: dict[str, Any], names: list[str]) -> dict[str, Any]:
     return {"state": {names[int(i)]: value for i, value in state["state"].items()}, "param_groups": groups}
 
 
+def _leave_process_group() -> None:
+    """Tear the process group down before the interpreter does.
+
+    Left to interpreter shutdown, gloo's communication threads can be destroyed while
+    still joinable, and the process aborts ("terminate called without an active
+    exception") after its work is done, which fails the whole launch.
+    """
+    if torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
+
+
 def init_distributed(parallel: Parallel = "ddp") -> DistributedContext:
     """Join the process group ``torchrun`` set up (``RANK``/``WORLD_SIZE``), or run alone.
 
@@ -200,4 +212,5 @@ def init_distributed(parallel: Parallel = "ddp") -> DistributedContext:
     if not torch_dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         torch_dist.init_process_group(backend=backend)
+        atexit.register(_leave_process_group)
     return DistributedContext(torch_dist.get_rank(), torch_dist.get_world_size(), parallel)
