@@ -381,6 +381,16 @@ def plan(quick: bool) -> dict[str, Any]:
     }
 
 
+def spread(rows: list[dict[str, Any]], key: str, against: list[dict[str, Any]] | None = None) -> Any:
+    """``[min, max]`` of ``key`` over ``rows``, or of the per-repetition ratio to ``against``
+    (the i-th measurement of each, taken in the same interleaved repetition); None if none."""
+    if against is None:
+        values = [r[key] for r in rows if key in r]
+    else:
+        values = [a[key] / b[key] for a, b in zip(rows, against, strict=False) if key in a and b.get(key)]
+    return [min(values), max(values)] if values else None
+
+
 def median_of(rows: list[dict[str, Any]], key: str) -> float | None:
     values = [r[key] for r in rows if key in r]
     return statistics.median(values) if values else None
@@ -500,7 +510,8 @@ def write_results(
         "bpe": [],
     }
     for spec, batch, _ in p["train"]:
-        hf = median_of(raw.get(f"train|{spec}|b{batch}|hf", []), "tokens_per_s")
+        hf_rows = raw.get(f"train|{spec}|b{batch}|hf", [])
+        hf = median_of(hf_rows, "tokens_per_s")
         hf_mem = median_of(raw.get(f"train|{spec}|b{batch}|hf", []), "peak_rss_mb")
         for impl in p["train_impls"]:
             rows = raw.get(f"train|{spec}|b{batch}|{impl}", [])
@@ -512,7 +523,8 @@ def write_results(
                 "scratchlm-trainer": "scratchlm-sdpa",
                 "scratchlm-trainer-compile": "scratchlm-compile",
             }
-            bare = median_of(raw.get(f"train|{spec}|b{batch}|{bare_impl.get(impl)}", []), "tokens_per_s")
+            bare_rows = raw.get(f"train|{spec}|b{batch}|{bare_impl.get(impl)}", [])
+            bare = median_of(bare_rows, "tokens_per_s")
             summary["train"].append(
                 {
                     "shape": spec,
@@ -520,9 +532,12 @@ def write_results(
                     "impl": impl,
                     "n": len(rows),
                     "tokens_per_s": tps,
+                    "tokens_per_s_range": spread(rows, "tokens_per_s"),
                     "peak_rss_mb": mem,
                     "vs_hf": tps / hf if tps and hf else None,
+                    "vs_hf_range": spread(rows, "tokens_per_s", hf_rows),
                     "vs_bare_loop": tps / bare if tps and bare else None,
+                    "vs_bare_loop_range": spread(rows, "tokens_per_s", bare_rows) if bare_rows else None,
                     "rss_vs_hf": mem / hf_mem if mem and hf_mem else None,
                     "mfu": mfu,
                     "errors": [r["error"] for r in rows if "error" in r],
@@ -546,6 +561,7 @@ def write_results(
                 "cache_vs_ceiling": values["cache"] / ceiling if values["cache"] and ceiling else None,
                 **{f"{k}_tokens_per_s": v for k, v in values.items()},
                 "cache_vs_hf": values["cache"] / values["hf"] if values["cache"] and values["hf"] else None,
+                "cache_vs_hf_range": spread(rows["cache"], "tokens_per_s", rows["hf"]),
                 "cache_vs_nocache": values["cache"] / values["nocache"]
                 if values["cache"] and values["nocache"]
                 else None,
@@ -613,6 +629,10 @@ def _ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}x"
 
 
+def _range(bounds: list[float] | None, spec: str) -> str:
+    return "" if not bounds else f" [{format(bounds[0], spec)}-{format(bounds[1], spec)}]"
+
+
 def _fmt(value: Any, spec: str = ".0f") -> str:
     return "n/a" if value is None else format(value, spec)
 
@@ -625,7 +645,7 @@ def markdown(machine: dict[str, Any], s: dict[str, Any], quick: bool) -> str:
         f"({machine['threads']} threads), {machine['platform']}. Measured fp32 matmul peak: "
         f"{s['matmul_gflops_fp32']:.1f} GFLOP/s; memory read bandwidth: "
         f"{_fmt(s.get('memory_read_gb_per_s'), '.1f')} GB/s. Medians of interleaved repetitions (`n` per "
-        "row), one process each.",
+        "row), one process each; [min-max] over the repetitions, of a ratio over each repetition's pair.",
         "",
         "## Training (forward + backward + AdamW)",
         "",
@@ -640,8 +660,8 @@ def markdown(machine: dict[str, Any], s: dict[str, Any], quick: bool) -> str:
     ]
     for r in s["train"]:
         lines.append(
-            f"| {r['shape']} | {r['batch']} | {r['impl']} | {r.get('n', '')} | {_fmt(r['tokens_per_s'])} | {_fmt(r['vs_hf'], '.2f')}x "
-            f"| {_ratio(r.get('vs_bare_loop'))} | {_fmt(r['peak_rss_mb'])} | {_fmt(r['rss_vs_hf'], '.2f')} | {_fmt(r['mfu'] and 100 * r['mfu'], '.1f')}% |"
+            f"| {r['shape']} | {r['batch']} | {r['impl']} | {r.get('n', '')} | {_fmt(r['tokens_per_s'])}{_range(r.get('tokens_per_s_range'), '.0f')} | {_fmt(r['vs_hf'], '.2f')}x{_range(r.get('vs_hf_range'), '.2f')} "
+            f"| {_ratio(r.get('vs_bare_loop'))}{_range(r.get('vs_bare_loop_range'), '.2f')} | {_fmt(r['peak_rss_mb'])} | {_fmt(r['rss_vs_hf'], '.2f')} | {_fmt(r['mfu'] and 100 * r['mfu'], '.1f')}% |"
         )
     lines += [
         "",
@@ -656,7 +676,7 @@ def markdown(machine: dict[str, Any], s: dict[str, Any], quick: bool) -> str:
     for r in s["generate"]:
         lines.append(
             f"| {r['shape']} | {r['batch']} | {r['new_tokens']} | {r.get('n', '')} | {_fmt(r['cache_tokens_per_s'])} | "
-            f"{_fmt(r['nocache_tokens_per_s'])} | {_fmt(r['hf_tokens_per_s'])} | {_fmt(r['cache_vs_hf'], '.2f')}x | "
+            f"{_fmt(r['nocache_tokens_per_s'])} | {_fmt(r['hf_tokens_per_s'])} | {_fmt(r['cache_vs_hf'], '.2f')}x{_range(r.get('cache_vs_hf_range'), '.2f')} | "
             f"{_fmt(r['cache_vs_nocache'], '.2f')}x | {_fmt(r.get('bandwidth_ceiling_tokens_per_s'))} |"
         )
     lines += [

@@ -10,7 +10,12 @@ differ between the two, so the trajectories part after the first step. Checkpoin
 writes are off for both. Repetitions alternate which model goes first.
 
     python benchmarks/time_to_quality.py --reps 3                    # the chapter-5 run, ~hours
+    python benchmarks/time_to_quality.py --demo --reps 3             # `scratchlm demo`'s run, ~minutes
     python benchmarks/time_to_quality.py --quick --out /tmp/ttq      # a small check of the script
+    python benchmarks/time_to_quality.py --plot results/A.json results/B.json   # the docs' figure
+
+``--demo`` takes `scratchlm demo`'s run instead (``llm_train.demo.demo_config``: its corpus,
+4096-token BPE, 400 steps, seed 123), its samples off.
 
 Writes ``benchmarks/results/<date>-time-to-quality.json`` and ``.md``.
 """
@@ -66,7 +71,16 @@ def worker(impl: str, config_path: str, sets: dict[str, Any], out: str) -> dict[
     from llm_train.config import load_train_config
     from llm_train.pretrain import load_training_tokens
 
-    config = load_train_config(config_path, sets=sets)
+    if config_path.startswith("demo:"):
+        from dataclasses import replace
+
+        from llm_train.demo import demo_config
+
+        prepared, tokenizer_path = config_path.removeprefix("demo:").split("|")
+        config = demo_config(Path(prepared), Path(tokenizer_path), max_steps=400, seed=123)
+        config = replace(config, **sets)  # top-level fields only
+    else:
+        config = load_train_config(config_path, sets=sets)
     tokenizer = get_tokenizer(config.tokenizer)
     train, val = load_training_tokens(
         config.data, tokenizer=config.tokenizer, val_fraction=config.val_fraction, split=config.split
@@ -91,18 +105,51 @@ def seconds_to(evals: list[dict[str, Any]], target: float) -> float | None:
     )
 
 
+def plot(results: list[Path], out: Path) -> Path:
+    """Validation loss against wall seconds, one panel per results file, every repetition drawn."""
+    from llm_train.plots import pyplot, save_figure
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
+    colours = {"scratchlm": "tab:blue", "hf": "tab:orange"}
+    labels = {"scratchlm": "scratchlm", "hf": "transformers GPT2LMHeadModel"}
+    for ax, path in zip(axes[0], results, strict=True):
+        result = json.loads(path.read_text())
+        for impl, reps in result["runs"].items():
+            for i, evals in enumerate(reps):
+                xs = [r["elapsed_s"] for r in evals if r["val_loss"] is not None]
+                ys = [r["val_loss"] for r in evals if r["val_loss"] is not None]
+                ax.plot(xs, ys, color=colours[impl], alpha=0.8, label=labels[impl] if i == 0 else None)
+        for row in result["table"]:
+            ax.axhline(row["val_loss_at_most"], color="grey", linewidth=0.5, linestyle=":")
+        ax.set_title(f"{result.get('name', Path(result['config']).name)}: same Trainer, same batches")
+        ax.set_xlabel("wall seconds of training (2 CPU cores)")
+        ax.set_ylabel("validation loss")
+        ax.legend()
+    return save_figure(fig, out)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config", type=Path, default=CONFIG)
+    parser.add_argument("--demo", action="store_true", help="`scratchlm demo`'s run instead of --config")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="KEY=JSON, repeatable")
-    parser.add_argument("--targets", default="7.0,6.6,6.3,6.2", help="validation losses to reach")
+    parser.add_argument("--targets", help="validation losses [7.0,6.6,6.3,6.2; demo 7.0,6.0,5.5,5.2]")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="a 2-layer model, 10 steps: checks the script")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--plot", nargs="+", type=Path, metavar="RESULTS_JSON", help="only draw these results to --plot-out"
+    )
+    figure = HERE.parent / "docs" / "assets" / "time-to-quality.png"
+    parser.add_argument("--plot-out", type=Path, default=figure)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     options = parser.parse_args()
+    if options.plot:
+        print(plot(options.plot, options.plot_out))
+        return 0
     if options.worker:
         impl, config_path, sets, out = json.loads(options.worker)
         print(json.dumps(worker(impl, config_path, sets, out)))
@@ -112,12 +159,20 @@ def main() -> int:
         sets |= {"max_steps": 10, "model.n_layers": 2, "model.emb_dim": 64, "model.n_heads": 2}
         sets |= {"model.context_length": 64, "stride": 64}
         options.reps = min(options.reps, 2)
-    targets = [float(t) for t in options.targets.split(",")]
+    default_targets = "7.0,6.0,5.5,5.2" if options.demo else "7.0,6.6,6.3,6.2"
+    targets = [float(t) for t in (options.targets or default_targets).split(",")]
     runs: dict[str, list[list[dict[str, Any]]]] = {"scratchlm": [], "hf": []}
     with tempfile.TemporaryDirectory() as tmp:
+        config_arg = str(options.config)
+        if options.demo:
+            from llm_train.demo import prepare_demo_data
+
+            prepared, tokenizer_path = prepare_demo_data(Path(tmp) / "data", print)
+            config_arg = f"demo:{prepared}|{tokenizer_path}"
+            sets = {"sample_every": 0, **sets}
         for rep in range(options.reps):
             for impl in ["scratchlm", "hf"] if rep % 2 == 0 else ["hf", "scratchlm"]:
-                payload = json.dumps([impl, str(options.config), sets, f"{tmp}/{impl}-{rep}"])
+                payload = json.dumps([impl, config_arg, sets, f"{tmp}/{impl}-{rep}"])
                 done = subprocess.run(
                     [sys.executable, __file__, "--worker", payload],
                     capture_output=True,
@@ -144,12 +199,15 @@ def main() -> int:
         if row["scratchlm"] and row["hf"]:
             row["hf_time_over_scratchlm"] = row["hf"]["median_s"] / row["scratchlm"]["median_s"]
         table.append(row)
-    result = {"config": str(options.config), "sets": sets, "reps": options.reps, "table": table, "runs": runs}
+    run_name = "scratchlm demo" if options.demo else options.config.name
+    result = {"name": run_name, "config": str(options.config), "sets": sets, "reps": options.reps}
+    result |= {"table": table, "runs": runs}
     options.out.mkdir(parents=True, exist_ok=True)
-    name = f"{time.strftime('%Y-%m-%d')}-time-to-quality{'-quick' if options.quick else ''}"
+    kind = ("-demo" if options.demo else "") + ("-quick" if options.quick else "")
+    name = f"{time.strftime('%Y-%m-%d')}-time-to-quality{kind}"
     (options.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
-        f"# Time to quality ({options.config.name}, {options.reps} reps)",
+        f"# Time to quality ({run_name}, {options.reps} reps)",
         "",
         "| val loss <= | scratchlm s [min-max] | reached | transformers s [min-max] | reached "
         "| transformers / scratchlm |",
