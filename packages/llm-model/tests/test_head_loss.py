@@ -74,14 +74,30 @@ def test_every_target_ignored_gives_zero_loss_and_zero_gradients() -> None:
     assert not hidden.grad.any() and not weight.grad.any()
 
 
-def test_without_gradients_only_the_loss_is_computed(small_chunks: None) -> None:
+def _matmuls(run: Callable[[], Any]) -> int:
+    """How many matrix products ``run`` launches (``torch.profiler`` op counts)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run()
+    return sum(e.count for e in prof.key_averages() if e.key in ("aten::mm", "aten::addmm", "aten::addmm_"))
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_without_gradients_only_the_loss_is_computed(small_chunks: None, context: Any) -> None:
+    """A model's weights require grad even while it is evaluated: the caller's grad mode decides."""
     torch.manual_seed(1)
-    hidden, weight = torch.randn(40, 8), torch.randn(50, 8)
+    hidden = torch.randn(40, 8, requires_grad=True)
+    weight = torch.randn(50, 8, requires_grad=True)
     targets = torch.randint(0, 50, (40,))
-    with torch.no_grad():
+    with context():
         loss = linear_cross_entropy(hidden, weight, targets)
-    torch.testing.assert_close(loss, _reference(hidden, weight, targets))
+        evaluating = _matmuls(lambda: linear_cross_entropy(hidden, weight, targets))
+    torch.testing.assert_close(loss, _reference(hidden, weight, targets).detach())
     assert not loss.requires_grad
+    training = _matmuls(lambda: linear_cross_entropy(hidden, weight, targets))
+    chunks = 6  # 40 rows, 7 a chunk
+    assert (evaluating, training) == (chunks, 3 * chunks)  # logits only; logits and both gradients
 
 
 def test_masked_cross_entropy_is_the_mean_over_kept_targets_and_0_when_none() -> None:

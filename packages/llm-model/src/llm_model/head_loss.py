@@ -31,7 +31,8 @@ def _chunk_rows(tokens: int, vocab_size: int) -> int:
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
-    """Forward computes the summed loss and, when asked, both gradients; backward scales them."""
+    """Forward computes the summed loss and, when gradients are enabled and wanted, both
+    gradients; backward scales them."""
 
     @staticmethod
     def forward(
@@ -40,8 +41,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
         weight: torch.Tensor,
         bias: torch.Tensor | None,
         targets: torch.Tensor,
+        grad_enabled: bool,
     ) -> torch.Tensor:
-        want_grads = any(ctx.needs_input_grad[:3])
+        # needs_input_grad follows requires_grad, even under torch.no_grad(): the caller's grad
+        # mode decides, or an evaluation would compute (and drop) the head's gradients
+        want_grads = grad_enabled and any(ctx.needs_input_grad[:3])
         valid = targets != IGNORE_INDEX  # (n,)
         safe_targets = targets.clamp(min=0)[:, None]  # (n, 1)
         count = valid.sum().clamp(min=1)  # every target ignored: loss 0, not nan
@@ -91,7 +95,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             None if (grad is None or not needed) else grad if unit else grad * grad_output.to(grad.dtype)
             for grad, needed in zip(grads, needs[:3], strict=True)
         ]
-        return out[0], out[1], out[2], None
+        return out[0], out[1], out[2], None, None
 
 
 def linear_cross_entropy(
@@ -117,7 +121,8 @@ def linear_cross_entropy(
             "must agree on every dimension but the last"
         )
     flat_hidden = hidden.reshape(-1, hidden.shape[-1])  # (n, d)
-    return _LinearCrossEntropy.apply(flat_hidden, weight, bias, targets.reshape(-1))
+    grad_enabled = torch.is_grad_enabled()
+    return _LinearCrossEntropy.apply(flat_hidden, weight, bias, targets.reshape(-1), grad_enabled)
 
 
 def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
