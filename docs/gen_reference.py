@@ -257,6 +257,7 @@ def benchmarks_page() -> str:
     readme = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8")
     readme = re.sub(r"\A# .*\n", "", readme).strip()
     readme = readme.replace("`results/", "`benchmarks/results/")
+    readme = readme.replace("](../docs/assets/", "](assets/")  # images: from benchmarks/ to docs/
     lines = [
         GENERATED,
         "# Benchmarks",

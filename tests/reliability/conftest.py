@@ -109,10 +109,12 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def write_train_config(corpus: dict[str, Path]) -> Any:
-    """``write_train_config(path, max_steps)``: a tiny run's config (a checkpoint every step, dropout on)."""
+    """``write_train_config(path, max_steps, extra="")``: a tiny run's config (a checkpoint every
+    step, dropout on); ``extra`` is TOML for the top-level table."""
 
-    def write(path: Path, max_steps: int) -> Path:
+    def write(path: Path, max_steps: int, extra: str = "") -> Path:
         text = TRAIN_TOML.format(data=corpus["text"], tokenizer=corpus["tokenizer"], max_steps=max_steps)
+        text = text.replace("\n[model]", f"{extra}\n[model]")
         path.write_text(text, encoding="utf-8")
         return path
 
