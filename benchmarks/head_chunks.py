@@ -20,14 +20,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 import llm_model.head_loss as head_loss
 
 HERE = Path(__file__).resolve().parent
 CHUNKS = {"chunk8Mi": 1 << 23, "chunk16Mi": 1 << 24, "chunk32Mi": 1 << 25, "chunk64Mi": 1 << 26}
-
-
-Tensor = torch.Tensor
 
 
 def variants(hidden: Tensor, weight: Tensor, targets: Tensor) -> dict[str, Callable[[], None]]:

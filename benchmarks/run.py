@@ -512,7 +512,7 @@ def write_results(
     for spec, batch, _ in p["train"]:
         hf_rows = raw.get(f"train|{spec}|b{batch}|hf", [])
         hf = median_of(hf_rows, "tokens_per_s")
-        hf_mem = median_of(raw.get(f"train|{spec}|b{batch}|hf", []), "peak_rss_mb")
+        hf_mem = median_of(hf_rows, "peak_rss_mb")
         for impl in p["train_impls"]:
             rows = raw.get(f"train|{spec}|b{batch}|{impl}", [])
             if not rows:
@@ -537,7 +537,7 @@ def write_results(
                     "vs_hf": tps / hf if tps and hf else None,
                     "vs_hf_range": spread(rows, "tokens_per_s", hf_rows),
                     "vs_bare_loop": tps / bare if tps and bare else None,
-                    "vs_bare_loop_range": spread(rows, "tokens_per_s", bare_rows) if bare_rows else None,
+                    "vs_bare_loop_range": spread(rows, "tokens_per_s", bare_rows),
                     "rss_vs_hf": mem / hf_mem if mem and hf_mem else None,
                     "mfu": mfu,
                     "errors": [r["error"] for r in rows if "error" in r],

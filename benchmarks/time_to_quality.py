@@ -17,7 +17,7 @@ writes are off for both. Repetitions alternate which model goes first.
 ``--demo`` takes `scratchlm demo`'s run instead (``llm_train.demo.demo_config``: its corpus,
 4096-token BPE, 400 steps, seed 123), its samples off.
 
-Writes ``benchmarks/results/<date>-time-to-quality.json`` and ``.md``.
+Writes ``benchmarks/results/<date>-time-to-quality[-demo].json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -61,7 +61,9 @@ def hf_twin(model: Any) -> Any:
     return Twin(inner.train(), model.config.context_length)
 
 
-def worker(impl: str, config_path: str, sets: dict[str, Any], out: str) -> dict[str, Any]:
+def worker(
+    impl: str, config_path: str, demo: list[str] | None, sets: dict[str, Any], out: str
+) -> dict[str, Any]:
     """One run through the Trainer; the eval records of its metrics."""
     import torch
 
@@ -71,13 +73,12 @@ def worker(impl: str, config_path: str, sets: dict[str, Any], out: str) -> dict[
     from llm_train.config import load_train_config
     from llm_train.pretrain import load_training_tokens
 
-    if config_path.startswith("demo:"):
+    if demo is not None:  # (prepared dir, tokenizer file) of `scratchlm demo`'s data
         from dataclasses import replace
 
         from llm_train.demo import demo_config
 
-        prepared, tokenizer_path = config_path.removeprefix("demo:").split("|")
-        config = demo_config(Path(prepared), Path(tokenizer_path), max_steps=400, seed=123)
+        config = demo_config(Path(demo[0]), Path(demo[1]), max_steps=400, seed=123)
         config = replace(config, **sets)  # top-level fields only
     else:
         config = load_train_config(config_path, sets=sets)
@@ -151,8 +152,7 @@ def main() -> int:
         print(plot(options.plot, options.plot_out))
         return 0
     if options.worker:
-        impl, config_path, sets, out = json.loads(options.worker)
-        print(json.dumps(worker(impl, config_path, sets, out)))
+        print(json.dumps(worker(*json.loads(options.worker))))
         return 0
     sets = {k: json.loads(v) for k, v in (item.split("=", 1) for item in options.sets)}
     if options.quick:
@@ -163,16 +163,16 @@ def main() -> int:
     targets = [float(t) for t in (options.targets or default_targets).split(",")]
     runs: dict[str, list[list[dict[str, Any]]]] = {"scratchlm": [], "hf": []}
     with tempfile.TemporaryDirectory() as tmp:
-        config_arg = str(options.config)
+        demo = None
         if options.demo:
             from llm_train.demo import prepare_demo_data
 
             prepared, tokenizer_path = prepare_demo_data(Path(tmp) / "data", print)
-            config_arg = f"demo:{prepared}|{tokenizer_path}"
+            demo = [str(prepared), str(tokenizer_path)]
             sets = {"sample_every": 0, **sets}
         for rep in range(options.reps):
             for impl in ["scratchlm", "hf"] if rep % 2 == 0 else ["hf", "scratchlm"]:
-                payload = json.dumps([impl, config_arg, sets, f"{tmp}/{impl}-{rep}"])
+                payload = json.dumps([impl, str(options.config), demo, sets, f"{tmp}/{impl}-{rep}"])
                 done = subprocess.run(
                     [sys.executable, __file__, "--worker", payload],
                     capture_output=True,
